@@ -1,0 +1,44 @@
+# The two commands a new user runs (see README.md):
+#   make demo   -- create .venv, install jflows, run the main demo, write results under runs/
+#   make test   -- create .venv, install jflows with dev extras, run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --constraint constraints.txt
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow bench lint clean install install-dev
+
+$(PY):
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "jflows needs Python >= 3.11, got " + sys.version'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(PY) pyproject.toml constraints.txt
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) -e ".[dev,bench]"
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(PY) -m experiments.bijectors_intro --out runs/bijectors_intro
+
+test: install-dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: install-dev
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+bench: install-dev
+	$(PY) -m benchmarks.elementwise_chain
+
+lint: install-dev
+	$(PY) -m ruff check jflows tests experiments benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

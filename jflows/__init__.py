@@ -1,0 +1,14 @@
+"""jflows: normalizing flows in JAX as pure functions over explicit parameter pytrees.
+
+    import jflows.bijectors as jb
+    import jflows.distributions as jd
+
+    flow = jd.transformed(jd.standard_normal((2,)), jb.chain(jb.leaky_relu(), jb.affine_tril_lowrank(rank=2)))
+    params, state = flow.init(jax.random.key(0))
+    log_prob, state = flow.log_prob(params, state, x)
+"""
+
+from jflows import bijectors, distributions
+
+__version__ = "0.1.0"
+__all__ = ["bijectors", "distributions"]
