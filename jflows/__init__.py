@@ -3,7 +3,8 @@
     import jflows.bijectors as jb
     import jflows.distributions as jd
 
-    flow = jd.transformed(jd.standard_normal((2,)), jb.chain(jb.leaky_relu(), jb.affine_tril_lowrank(rank=2)))
+    bijector = jb.chain(jb.leaky_relu(), jb.affine_tril_lowrank(rank=2))
+    flow = jd.transformed(jd.standard_normal((2,)), bijector)
     params, state = flow.init(jax.random.key(0))
     log_prob, state = flow.log_prob(params, state, x)
 """

@@ -58,12 +58,23 @@ def chain(*bijectors: Bijector, **named_bijectors: Bijector) -> Bijector:
         def pack(values):
             return dict(zip(names, values, strict=True))
 
-        def unpack(tree):
+        def unpack(tree, what):
+            if not isinstance(tree, dict) or set(tree) != set(names):
+                got = sorted(tree) if isinstance(tree, dict) else type(tree).__name__
+                raise ValueError(f"chain: expected {what} as a dict with keys {list(names)}, "
+                                 f"got {got}.")
             return [tree[name] for name in names]
 
     else:
         parts = tuple(bijectors)
-        pack, unpack = tuple, list
+        pack = tuple
+
+        def unpack(tree, what):
+            if not isinstance(tree, (tuple, list)) or len(tree) != len(parts):
+                got = f"length {len(tree)}" if isinstance(tree, (tuple, list)) else type(tree)
+                raise ValueError(f"chain: expected {what} as a tuple of {len(parts)} entries "
+                                 f"(one per part, as init returns), got {got}.")
+            return list(tree)
     if not parts:
         raise ValueError("chain: needs at least one bijector.")
     for i, part in enumerate(parts):
@@ -90,7 +101,7 @@ def chain(*bijectors: Bijector, **named_bijectors: Bijector) -> Bijector:
         check_event_rank(x, input_ndims[direction], f"chain.{direction}")
         batch_ndim = x.ndim - input_ndims[direction]
         keys = split_key(kwargs.pop("key"), len(parts))
-        params, state = unpack(params), unpack(state)
+        params, state = unpack(params, "params"), unpack(state, "state")
         new_state = list(state)
         log_det = jnp.zeros(x.shape[:batch_ndim], x.dtype)
         for i in order:

@@ -83,7 +83,7 @@ def elementwise(
     def _params(params, x):
         check_event_rank(x, event_ndims, name)
         p = {k: jnp.asarray(v, dtype=x.dtype) for k, v in constants.items()}
-        p.update(params if learnable else {})
+        p.update({k: jnp.asarray(v) for k, v in params.items()} if learnable else {})
         for k, v in p.items():
             try:
                 fits = jnp.broadcast_shapes(v.shape, x.shape) == tuple(x.shape)

@@ -27,7 +27,7 @@ from jax.scipy.linalg import solve_triangular
 from jflows.bijectors.base import EMPTY, Bijector, batch_shape_of, check_event_rank
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fill_triangular_indices(n: int) -> np.ndarray:
     """Index map of TFP's ``fill_triangular(lower)``: ``L[i, j] = v[idx[i, j]]`` for ``j <= i``.
 
@@ -35,7 +35,8 @@ def _fill_triangular_indices(n: int) -> np.ndarray:
     the lower triangle, e.g. ``v = [1..6]`` gives ``[[4, 0, 0], [6, 5, 0], [3, 2, 1]]``.
     """
     m = n * (n + 1) // 2
-    return np.concatenate([np.arange(n, m), np.arange(m)[::-1]]).reshape(n, n)
+    # int32: JAX mis-caches int64 NumPy indices traced with and without jax.enable_x64.
+    return np.concatenate([np.arange(n, m), np.arange(m)[::-1]]).reshape(n, n).astype(np.int32)
 
 
 def triangular_size(m: int) -> int:
@@ -59,7 +60,7 @@ def fill_triangular_inverse(matrix: jax.Array) -> jax.Array:
     idx = _fill_triangular_indices(n)
     rows, cols = np.tril_indices(n)
     order = np.argsort(idx[rows, cols])
-    return matrix[..., rows[order], cols[order]]
+    return matrix[..., rows[order].astype(np.int32), cols[order].astype(np.int32)]
 
 
 _DIAG_SHIFT = 1e-5  # as TFP's FillScaleTriL default

@@ -63,8 +63,8 @@ def permute(permutation, *, axis: int = -1) -> Bijector:
     ``y[..., i] = x[..., permutation[i]]``, as TFP's ``tfb.Permute(permutation, axis)``.
     The event is the trailing ``-axis`` axes.
     """
-    perm = validate_permutation(permutation)
-    inverse_perm = np.argsort(perm)
+    perm = validate_permutation(permutation).astype(np.int32)
+    inverse_perm = np.argsort(perm).astype(np.int32)
     event_ndims = _check_axis(axis, "permute")
 
     def apply(indices, x, name):

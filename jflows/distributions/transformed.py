@@ -42,7 +42,7 @@ class TransformedDistribution(NamedTuple):
 
 
 def transformed(base: Distribution, bijector: Bijector) -> TransformedDistribution:
-    """The distribution of ``bijector.forward(x)`` for ``x ~ base`` (TFP: ``TransformedDistribution``)."""
+    """The law of ``bijector.forward(x)``, ``x ~ base`` (TFP: ``tfd.TransformedDistribution``)."""
 
     def init(key, dtype=None):
         base_key, bijector_key = jax.random.split(key)

@@ -1,0 +1,12 @@
+"""The one registry of bijector cases that the shared checks run over.
+
+Each area of the library contributes a module with a ``CASES`` list; add new modules to
+``_MODULES``. ``tests/test_shared_checks.py`` runs every check of
+:mod:`jflows.testing` on every case.
+"""
+
+from tests.registry import core
+
+_MODULES = (core,)
+
+CASES = [case for module in _MODULES for case in module.CASES]

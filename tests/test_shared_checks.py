@@ -1,0 +1,23 @@
+"""Every shared check of jflows.testing on every bijector case of the registry."""
+
+import pytest
+
+from jflows.testing import CHECKS
+from tests.registry import CASES
+
+PAIRS = [
+    pytest.param(case, check, id=f"{case.name}-{check}")
+    for case in CASES
+    for check in CHECKS
+    if case.checks is None or check in case.checks
+]
+
+
+@pytest.mark.parametrize(("case", "check"), PAIRS)
+def test_shared_check(case, check):
+    CHECKS[check](case)
+
+
+def test_registry_names_are_unique():
+    names = [case.name for case in CASES]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
