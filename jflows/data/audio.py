@@ -193,8 +193,14 @@ def extract_words(archive: Path, words, dest: Path) -> None:
                 continue
             with t.extractfile(m) as src:
                 target.write_bytes(src.read())
+    absent = sorted(w for w, t in tmp.items() if not any(t.iterdir()))
     for w, t in tmp.items():
-        os.replace(t, dest / w)
+        if w in absent:
+            t.rmdir()
+        else:
+            os.replace(t, dest / w)
+    if absent:
+        raise MissingDataError(f"{archive} has no .wav files for the words {absent}.")
 
 
 def _root(version: str, data_dir, path, words, download: bool) -> Path:

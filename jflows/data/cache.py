@@ -127,6 +127,18 @@ def _offline() -> bool:
     return os.environ.get(ENV_OFFLINE, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def _stamp(path: Path, sha256: str) -> tuple[Path, str]:
+    """The stamp file of ``path`` and the line it holds once ``path`` matched ``sha256``."""
+    stat = path.stat()
+    return path.with_name(path.name + ".sha256"), f"{sha256} {stat.st_size} {stat.st_mtime_ns}"
+
+
+def _write_stamp(path: Path, sha256: str) -> None:
+    stamp, key = _stamp(path, sha256)
+    with contextlib.suppress(OSError):  # a read-only folder only costs a rehash next time
+        stamp.write_text(key + "\n")
+
+
 def verify(path: Path, remote: RemoteFile) -> None:
     """Check a cached file against ``remote.sha256`` (no-op when no hash is known).
 
@@ -135,9 +147,7 @@ def verify(path: Path, remote: RemoteFile) -> None:
     """
     if remote.sha256 is None:
         return
-    stat = path.stat()
-    stamp = path.with_name(path.name + ".sha256")
-    key = f"{remote.sha256} {stat.st_size} {stat.st_mtime_ns}"
+    stamp, key = _stamp(path, remote.sha256)
     if stamp.exists() and stamp.read_text().strip() == key:
         return
     got = sha256sum(path)
@@ -148,8 +158,7 @@ def verify(path: Path, remote: RemoteFile) -> None:
             f"Delete it and run again to download it, or replace it by hand.\n"
             + _put_hint(remote, path)
         )
-    with contextlib.suppress(OSError):  # a read-only folder only costs a rehash next time
-        stamp.write_text(key + "\n")
+    _write_stamp(path, remote.sha256)
 
 
 def fetch(
@@ -236,7 +245,7 @@ def _download(url: str, path: Path, remote: RemoteFile, timeout: float) -> None:
             )
         os.replace(tmp, path)
         if remote.sha256 is not None:
-            verify(path, remote)  # writes the stamp; the hash is already known to match
+            _write_stamp(path, remote.sha256)  # hashed while streaming: no second pass
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -300,9 +300,12 @@ def mnist(data_dir=None, *, path=None, preprocessing: str = "none", validation_s
             if x.shape[1:] != (28, 28, 1) or len(x) != len(y):
                 raise CorruptDataError(f"{f}: MNIST images {x.shape} vs labels {y.shape}.")
     n = len(x_train)
+    if not 0 <= validation_size < n:
+        raise ValueError(f"validation_size must be in [0, {n}), got {validation_size}.")
+    cut = n - validation_size
     return _image_dataset(
         "mnist", x_train, y_train, x_test, y_test,
-        val_index=tail_split(n, validation_size / n), preprocessing=preprocessing,
+        val_index=(np.arange(cut), np.arange(cut, n)), preprocessing=preprocessing,
         lam=MNIST_LAMBDA, flip=False, seed=seed,
         info={"files": [str(f) for f in files], "class_names": [str(i) for i in range(10)]})
 

@@ -150,6 +150,9 @@ def test_tarball_route_extracts_only_chosen_words(tmp_path, http_server, monkeyp
         "testing_list.txt", "validation_list.txt", "zero"]
     assert ds.info["files"]["test"] == ["zero/s0_nohash_0.wav"]
     assert len(ds.train["x"]) == 4
+    with pytest.raises(audio.MissingDataError, match=r"no .wav files for the words \['wow'\]"):
+        audio.speech_commands(["zero", "wow"], cache)
+    assert not (root / "wow").exists() and not (root / ".wow.part").exists()
 
 
 def test_bad_arguments(tmp_path):

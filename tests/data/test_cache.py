@@ -47,6 +47,7 @@ def test_download_verifies_and_places_file(http_server, tmp_path, capsys):
     assert path.read_bytes() == BODY
     assert "jflows: downloading test file" in capsys.readouterr().err  # the progress bar
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".part")]
+    assert (path.parent / "file.bin.sha256").read_text().startswith(SHA)  # no rehash later
     # Second call: served from the cache (the server would now answer 404).
     http_server.routes.clear()
     assert fetch(_remote(http_server.url("/f.bin")), tmp_path).read_bytes() == BODY
