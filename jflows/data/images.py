@@ -7,7 +7,8 @@ Splits (those of the MAF reference code, github.com/gpapamak/maf ``datasets/mnis
 training set, test is the official test set. Images are NHWC uint8: MNIST ``(N, 28, 28, 1)``,
 CIFAR-10 ``(N, 32, 32, 3)``; labels int32.
 
-The transform (MAF paper, section 4.3 / appendix; Dinh et al. 2017, Real NVP, section 4.1)::
+The transform (the MAF paper's MNIST and CIFAR-10 experiments and its code; the logit of
+Dinh et al. 2017, Real NVP)::
 
     x01 = (k + u) / 256,  k in {0..255}, u ~ U[0, 1)      (dequantize)
     s   = lam + (1 - 2 lam) x01
