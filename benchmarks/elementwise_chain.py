@@ -94,8 +94,8 @@ def run(num_points: int) -> dict:
         # Interleave to share the machine's background load fairly between the two.
         t_ours, t_hand = [], []
         for _ in range(5):
-            t_ours.append(median_seconds(lambda f=ours: f(arg), repeats=5))
-            t_hand.append(median_seconds(lambda f=hand: f(arg), repeats=5))
+            t_ours.append(median_seconds(lambda f=ours, a=arg: f(a), repeats=5))
+            t_hand.append(median_seconds(lambda f=hand, a=arg: f(a), repeats=5))
         results[name] = (min(t_ours), min(t_hand))
     return results
 

@@ -37,5 +37,6 @@ def machine_description() -> str:
     import platform
 
     devices = jax.devices()
+    cpu = platform.processor() or platform.machine()
     return (f"jax {jax.__version__}, {devices[0].platform} x{len(devices)} "
-            f"({devices[0].device_kind}), {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}")
+            f"({devices[0].device_kind}), {os.cpu_count()} CPU cores, {cpu}")
