@@ -47,8 +47,12 @@ def tree_digest(tree) -> str:
 
 
 def _manager(path: Path, keep: int, async_save: bool) -> ocp.CheckpointManager:
+    # Multi-process saves synchronise on barriers named after the step: the two managers of
+    # a run need their own names, or a best and a latest save at one step would collide.
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=async_save
+        max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(
+            barrier_sync_key_prefix=f"jflows_{path.name}"),
     )
     return ocp.CheckpointManager(path.absolute(), options=options)
 

@@ -44,6 +44,7 @@ on one device; see :mod:`jflows.train.loop`.)
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import jax
@@ -60,13 +61,14 @@ DEFAULT_MODE = "shard_map"
 
 
 def _shard_map(fn, *, mesh, in_specs, out_specs):
-    """``shard_map`` without replication checks, on new (``jax.shard_map``) and old JAX."""
-    if hasattr(jax, "shard_map"):
-        return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
-                             check_vma=False)
-    from jax.experimental.shard_map import shard_map  # JAX < 0.6
-
-    return shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
+    """``shard_map`` without replication checks, on new (``jax.shard_map``, ``check_vma``)
+    and old (``jax.experimental.shard_map``, ``check_rep``) JAX."""
+    shard_map = getattr(jax, "shard_map", None)
+    if shard_map is None:
+        from jax.experimental.shard_map import shard_map
+    unchecked = ({"check_vma": False} if "check_vma" in inspect.signature(shard_map).parameters
+                 else {"check_rep": False})
+    return shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, **unchecked)
 
 
 def initialize_distributed(coordinator_address: str | None = None,

@@ -3,8 +3,8 @@
 ``python -m tests.train.multihost_child PORT PROCESS_ID WORKDIR OUT.npz``: joins a
 2-process run on 127.0.0.1:PORT, trains the batch-norm flow with ``fit`` on a
 ``BatchIterator`` that gives this process its half of every global batch (checkpoints and
-a ragged validation set included), and process 0 also trains the plain-jit reference on
-the whole global batches. Saves both results to OUT.npz.
+a ragged validation set included), under ``pmap`` and under ``shard_map``, and process 0
+also trains the plain-jit reference on the whole global batches. Saves both results to OUT.npz.
 """
 
 import sys
@@ -27,15 +27,17 @@ def main(port, process_id, workdir, out):
     flow = models.make_flow()
     valid = models.data(90, seed=4)
     valid_batches = [{"x": valid["x"][i:i + 32][process_id::2]} for i in range(0, 90, 32)]
-    result = jt.fit(models.initial_state(flow), jt.make_train_step(models.make_loss_fn(flow),
-                                                                    models.optimizer()),
-                    train, epochs=2, eval_step=jt.make_eval_step(models.make_eval_fn(flow)),
-                    validation_data=valid_batches, workdir=workdir, checkpoint_every=4,
-                    progress=False)
-    arrays = {f"fit{jax.tree_util.keystr(p)}": np.asarray(leaf) for p, leaf in
-              jax.tree_util.tree_leaves_with_path((result.last_state.params,
-                                                   result.last_state.model_state))}
-    arrays["validation_loss"] = np.array(result.history[-1]["validation"]["loss"])
+    arrays = {}
+    for mode in ("pmap", "shard_map"):
+        result = jt.fit(models.initial_state(flow),
+                        jt.make_train_step(models.make_loss_fn(flow), models.optimizer()),
+                        train, epochs=2, eval_step=jt.make_eval_step(models.make_eval_fn(flow)),
+                        validation_data=valid_batches, workdir=f"{workdir}/{mode}",
+                        checkpoint_every=4, progress=False, mode=mode)
+        arrays.update({f"{mode}{jax.tree_util.keystr(p)}": np.asarray(leaf) for p, leaf in
+                       jax.tree_util.tree_leaves_with_path((result.last_state.params,
+                                                            result.last_state.model_state))})
+        arrays[f"{mode}/validation_loss"] = np.array(result.history[-1]["validation"]["loss"])
     if process_id == 0:
         reference_flow = models.make_flow(axis_name=None)
         step = jax.jit(jt.make_train_step(models.make_loss_fn(reference_flow),

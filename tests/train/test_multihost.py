@@ -1,5 +1,6 @@
 """Two processes on 127.0.0.1 (CPU collectives over gloo), two devices each, train as one
-4-device run: the same params as one device on the whole global batch."""
+4-device run under pmap and under shard_map: the same params as one device on the whole
+global batch, checkpoints written together."""
 
 import socket
 import subprocess
@@ -33,14 +34,15 @@ def test_two_processes_train_like_one_device_on_the_global_batch(tmp_path):
     for i, p in enumerate(procs):
         assert p.returncode == 0, (tmp_path / f"log{i}.txt").read_text()
     first, second = np.load(tmp_path / "out0.npz"), np.load(tmp_path / "out1.npz")
-    names = [k[len("fit"):] for k in first if k.startswith("fit")]
+    names = [k[len("reference"):] for k in first if k.startswith("reference")]
     assert any("mean" in n for n in names)
-    for name in names:
-        np.testing.assert_array_equal(first[f"fit{name}"], second[f"fit{name}"])
-        np.testing.assert_allclose(first[f"fit{name}"], first[f"reference{name}"],
-                                   rtol=2e-4, atol=2e-5, err_msg=name)
-    np.testing.assert_allclose(first["validation_loss"], first["direct_validation_loss"],
-                               rtol=1e-5)
-    assert first["validation_loss"] == second["validation_loss"]
-    steps = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints" / "latest").iterdir())
-    assert steps == [8, 10]
+    for mode in ("pmap", "shard_map"):
+        for name in names:
+            np.testing.assert_array_equal(first[f"{mode}{name}"], second[f"{mode}{name}"])
+            np.testing.assert_allclose(first[f"{mode}{name}"], first[f"reference{name}"],
+                                       rtol=2e-4, atol=2e-5, err_msg=f"{mode}{name}")
+        loss = first[f"{mode}/validation_loss"]
+        np.testing.assert_allclose(loss, first["direct_validation_loss"], rtol=1e-5)
+        assert loss == second[f"{mode}/validation_loss"]
+        checkpoints = tmp_path / "run" / mode / "checkpoints" / "latest"
+        assert sorted(int(p.name) for p in checkpoints.iterdir()) == [8, 10]
