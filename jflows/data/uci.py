@@ -137,6 +137,19 @@ def _uci_file(key: str, data_dir, path, download: bool) -> Path:
     return fetch(UCI_FILES[key], data_dir, download=download)
 
 
+def _read_maf_npy_or_raw(name: str, source: str, read_raw, data_dir, path, download):
+    """The raw array of POWER or MINIBOONE: the MAF archive's ``<name>/data.npy`` or the
+    UCI file parsed by ``read_raw``. Returns ``(array, file)``."""
+    if source == "maf":
+        f = _maf_member(f"{name}/data.npy", data_dir, path, download)
+        with parse_guard(f, f"a .npy array (MAF {name}/data.npy)"):
+            return np.load(f), f
+    if source == "uci":
+        f = _uci_file(name, data_dir, path, download)
+        return read_raw(f), f
+    raise ValueError(f"source must be 'maf' or 'uci', got {source!r}.")
+
+
 def _info(name: str, source: str, preprocessing: str, files, **extra) -> dict:
     return {"name": name, "source": source, "preprocessing": preprocessing,
             "files": [str(f) for f in files], **extra}
@@ -252,15 +265,7 @@ def power(data_dir=None, *, source: str = "maf", path=None, download: bool = Tru
       path: for ``"maf"`` a folder like the archive's ``data/``; for ``"uci"`` the zip/txt.
       download: allow downloading a missing file.
     """
-    if source == "maf":
-        f = _maf_member("power/data.npy", data_dir, path, download)
-        with parse_guard(f, "a .npy array (MAF power/data.npy)"):
-            data = np.load(f)
-    elif source == "uci":
-        f = _uci_file("power", data_dir, path, download)
-        data = read_power_txt(f)
-    else:
-        raise ValueError(f"source must be 'maf' or 'uci', got {source!r}.")
+    data, f = _read_maf_npy_or_raw("power", source, read_power_txt, data_dir, path, download)
     train, val, test = power_preprocess(data)
     return _as_dataset(train, val, test, _info(
         "power", source, "MAF: RandomState(42) shuffle, drop intensity+reactive power, "
@@ -457,15 +462,8 @@ def read_miniboone_txt(path: Path) -> np.ndarray:
 
 def miniboone(data_dir=None, *, source: str = "maf", path=None, download: bool = True) -> Dataset:
     """MINIBOONE, 43 dims, MAF preprocessing (see :func:`miniboone_preprocess`)."""
-    if source == "maf":
-        f = _maf_member("miniboone/data.npy", data_dir, path, download)
-        with parse_guard(f, "a .npy array (MAF miniboone/data.npy)"):
-            data = np.load(f)
-    elif source == "uci":
-        f = _uci_file("miniboone", data_dir, path, download)
-        data = read_miniboone_txt(f)
-    else:
-        raise ValueError(f"source must be 'maf' or 'uci', got {source!r}.")
+    data, f = _read_maf_npy_or_raw("miniboone", source, read_miniboone_txt, data_dir, path,
+                                   download)
     train, val, test = miniboone_preprocess(data)
     return _as_dataset(train, val, test, _info(
         "miniboone", source, "MAF: last 10% test, last 10% of rest validation, standardize "
