@@ -15,11 +15,18 @@ and the output says so: 5 x [low-rank affine, batch norm, leaky ReLU].
    ``BatchIterator``, metric fetches every ``log_every`` steps, progress bar off / on, no
    workdir) against a bare Python loop calling the ``jax.jit``-ed single-device step
    (``axis_name=None``, ``donate_argnums=0``) on the same ``BatchIterator``'s host batches,
-   both compiled beforehand (``fit`` reuses its compiled step when called again with the
-   same ``train_step``). Reported: the best run (least disturbed by other load on the
-   machine) and the median run of ``--repeats`` interleaved ones.
+   and against a bare loop over the 1-device ``data_parallel`` runner fit uses; all
+   compiled beforehand (``fit`` reuses its compiled step when called again with the
+   same ``train_step``). Reported: wall time of the best run (least disturbed by other
+   load on the machine) and of the median run of ``--repeats`` interleaved ones, and the
+   median CPU time of this process per step (the loop's own work, less sensitive to
+   other processes on a shared machine).
 
     python -m benchmarks.train [--batch 100] [--steps 2000] [--repeats 5]
+
+On a busy machine, pin it to one core (``taskset -c 1 python -m benchmarks.train``): with
+other processes on the cores, XLA's CPU worker threads wait on each other and single
+timings swing by 10-100x.
 """
 
 from __future__ import annotations
@@ -119,9 +126,16 @@ def run_parallel_children(global_batch: int) -> list[dict]:
 
 # ------------------------------------------------------------------ 2. fit overhead
 
+def _timed(fn):
+    """``(wall seconds, CPU seconds of this process)`` of ``fn()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def overhead(steps: int, batch_size: int, repeats: int, log_every: int) -> dict:
-    """Per variant: (best, median) wall seconds per step over ``repeats`` interleaved runs
-    of ``steps`` steps, everything compiled beforehand."""
+    """Per variant: lists of (wall, CPU) seconds per step of ``repeats`` interleaved runs of
+    ``steps`` steps, everything compiled beforehand."""
     loss_fn, tx, state, _ = problem()
     train_step = jt.make_train_step(loss_fn, tx)
     bare_loss_fn, _, bare_state, _ = problem(axis_name=None)
@@ -131,21 +145,36 @@ def overhead(steps: int, batch_size: int, repeats: int, log_every: int) -> dict:
 
     def bare(n):
         current = jax.tree.map(jax.numpy.copy, bare_state)  # the step donates its input
-        start = time.perf_counter()
-        for _, batch in zip(range(n), iterator.from_step(0), strict=False):
-            current, metrics = bare_step(current, batch)
-        jax.block_until_ready((current, metrics))
-        return time.perf_counter() - start
+
+        def loop():
+            nonlocal current
+            for _, batch in zip(range(n), iterator.from_step(0), strict=False):
+                current, metrics = bare_step(current, batch)
+            jax.block_until_ready((current, metrics))
+
+        return _timed(loop)
+
+    runner = jt.data_parallel(train_step)
+
+    def bare_runner(n):
+        current = runner.replicate(state)
+
+        def loop():
+            nonlocal current
+            for _, batch in zip(range(n), iterator.from_step(0), strict=False):
+                current, metrics = runner(current, batch)
+            jax.block_until_ready((current, metrics))
+
+        return _timed(loop)
 
     def fit(n, progress):
-        start = time.perf_counter()
-        result = jt.fit(state, train_step, iterator, epochs=1, steps_per_epoch=n,
-                        progress=progress, log_every=log_every)
-        jax.block_until_ready(result.state)
-        return time.perf_counter() - start
+        return _timed(lambda: jax.block_until_ready(jt.fit(
+            state, train_step, iterator, epochs=1, steps_per_epoch=n, progress=progress,
+            log_every=log_every).state))
 
     variants = {
         "bare jitted step": bare,
+        "bare loop over data_parallel(train_step)": bare_runner,
         "fit, progress bar off": lambda n: fit(n, False),
         "fit, progress bar on": lambda n: fit(n, True),
     }
@@ -154,8 +183,9 @@ def overhead(steps: int, batch_size: int, repeats: int, log_every: int) -> dict:
     samples = {name: [] for name in variants}
     for _ in range(repeats):  # interleaved, so load changes hit every variant alike
         for name, measure in variants.items():
-            samples[name].append(measure(steps) / steps)
-    return {name: (min(v), statistics.median(v)) for name, v in samples.items()}
+            wall, cpu = measure(steps)
+            samples[name].append((wall / steps, cpu / steps))
+    return samples
 
 
 def main():
@@ -173,6 +203,7 @@ def main():
         return
 
     print(machine_description())
+    print(f"load average before: {os.getloadavg()[0]:.1f} (other work on the machine)")
     parallel = run_parallel_children(args.parallel_batch)
     print(f"\nmodel: {parallel[0]['model']}, data dim {DIM}, Adam")
     print(f"\n## data-parallel train steps/s, global batch {args.parallel_batch}")
@@ -183,16 +214,20 @@ def main():
         print(f"| {r['devices']} | {pmap_best:.0f} / {pmap_median:.0f} | "
               f"{shard_best:.0f} / {shard_median:.0f} | {shard_best / pmap_best:.2f} |")
 
-    times = overhead(args.steps, args.batch, args.repeats, args.log_every)
-    bare_min, bare_median = times["bare jitted step"]
+    samples = overhead(args.steps, args.batch, args.repeats, args.log_every)
     print(f"\n## loop overhead, batch {args.batch}, 1 device (default mode "
-          f"{jt.DEFAULT_MODE}), log_every {args.log_every}, best / median of {args.repeats} "
-          f"runs of {args.steps} steps")
-    print("| loop | us/step (best run) | overhead | us/step (median run) | overhead |")
-    print("|---|---|---|---|---|")
-    for name, (best, median) in times.items():
-        print(f"| {name} | {best * 1e6:.0f} | {100 * (best / bare_min - 1):+.1f}% | "
-              f"{median * 1e6:.0f} | {100 * (median / bare_median - 1):+.1f}% |")
+          f"{jt.DEFAULT_MODE}), log_every {args.log_every}, {args.repeats} interleaved runs "
+          f"of {args.steps} steps")
+    print("| loop | wall us/step best / median | vs bare | process CPU us/step median "
+          "| vs bare |\n|---|---|---|---|---|")
+    summary = {name: (min(w for w, _ in v), statistics.median(w for w, _ in v),
+                      statistics.median(c for _, c in v)) for name, v in samples.items()}
+    bare_best, bare_median, bare_cpu = summary["bare jitted step"]
+    for name, (best, median, cpu) in summary.items():
+        print(f"| {name} | {best * 1e6:.0f} / {median * 1e6:.0f} | "
+              f"{100 * (best / bare_best - 1):+.1f}% / {100 * (median / bare_median - 1):+.1f}% "
+              f"| {cpu * 1e6:.0f} | {100 * (cpu / bare_cpu - 1):+.1f}% |")
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
