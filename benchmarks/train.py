@@ -13,9 +13,10 @@ and the output says so: 5 x [low-rank affine, batch norm, leaky ReLU].
    a speed-up.
 2. **Loop overhead**: the wall time of a whole ``fit`` call (default mode, 1 device, a
    ``BatchIterator``, metric fetches every ``log_every`` steps, progress bar off / on, no
-   workdir) against a bare Python loop calling the ``jax.jit``-ed single-device step
-   (``axis_name=None``, ``donate_argnums=0``) on the same ``BatchIterator``'s host batches,
-   and against a bare loop over the 1-device ``data_parallel`` runner fit uses; all
+   workdir; also with the prefetch thread that is the default on accelerators) against a
+   bare Python loop calling the ``jax.jit``-ed single-device step (``axis_name=None``,
+   ``donate_argnums=0``) on the same ``BatchIterator``'s host batches, and against a bare
+   loop over the 1-device ``data_parallel`` runner fit uses; all
    compiled beforehand (``fit`` reuses its compiled step when called again with the
    same ``train_step``). Reported: wall time of the best run (least disturbed by other
    load on the machine) and of the median run of ``--repeats`` interleaved ones, and the
@@ -167,16 +168,17 @@ def overhead(steps: int, batch_size: int, repeats: int, log_every: int) -> dict:
 
         return _timed(loop)
 
-    def fit(n, progress):
+    def fit(n, progress, prefetch=None):
         return _timed(lambda: jax.block_until_ready(jt.fit(
             state, train_step, iterator, epochs=1, steps_per_epoch=n, progress=progress,
-            log_every=log_every).state))
+            log_every=log_every, prefetch=prefetch).state))
 
     variants = {
         "bare jitted step": bare,
         "bare loop over data_parallel(train_step)": bare_runner,
         "fit, progress bar off": lambda n: fit(n, False),
         "fit, progress bar on": lambda n: fit(n, True),
+        "fit, progress bar off, prefetch=2 (thread)": lambda n: fit(n, False, prefetch=2),
     }
     for measure in variants.values():  # compile: fit reuses its compiled step when called again
         measure(log_every)
