@@ -163,3 +163,9 @@ def test_scalars_go_to_tensorboard_when_a_writer_is_importable(tmp_path, monkeyp
     linear_fit(tmp_path, epochs=2, patience=None)
     assert ("validation/loss", 6.25, 1) in written and ("train/loss", -1.0, 2) in written
     assert written[-1] == "closed"
+
+
+def test_a_validation_iterator_that_drops_rows_is_warned_about(tmp_path):
+    valid = BatchIterator(models.data(50, seed=2), 20, shuffle=False)  # drops 10 rows
+    with pytest.warns(UserWarning, match="drops its last 10 of 50 rows"):
+        flow_fit(tmp_path, nan_batches([], n=2), epochs=1, validation_data=valid)
