@@ -312,7 +312,8 @@ def fit(
     if checkpoints is not None and not resume and (checkpoints.latest_steps()
                                                    or checkpoints.best_steps()):
         raise ValueError(f"fit: {checkpoints.directory} already holds checkpoints; pass "
-                         "resume=True to continue that run, or use a new workdir.")
+                         "resume=True to continue that run, or use a new workdir (or delete "
+                         "that directory to start over).")
     restored = checkpoints.restore_latest(host_state) if resume else None
     if restored is not None:
         host_state, meta = restored
