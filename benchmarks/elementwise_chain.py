@@ -6,7 +6,9 @@ The chain (forward direction)::
       -> tanh -> scale(0.5) -> shift(0.5) -> logit (invert(sigmoid)) -> affine_scalar(-0.1, 2)
 
 on ``x`` of shape (N, 16) with ``event_ndims=1``. Both versions return ``(y, log_det)``;
-the hand-written one is the formulas typed out once, as a user would without a library.
+the hand-written one is the formulas typed out once, as a user would without a library,
+and the peer is TensorFlow Probability's JAX substrate (``tfb.Chain`` lists the same
+bijectors last-first; TFP has no leaky ReLU bijector, so that one is a ``tfb.Inline``).
 
     python -m benchmarks.elementwise_chain [--points N]
 """
@@ -15,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jflows.bijectors as jb
+from tensorflow_probability.substrates import jax as tfp
 from benchmarks.timing import machine_description, median_seconds
 
 
@@ -32,6 +36,19 @@ def jflows_chain():
         jb.scale(0.5, event_ndims=1), jb.shift(0.5, event_ndims=1),
         jb.invert(jb.sigmoid(event_ndims=1)), jb.affine_scalar(-0.1, 2.0, event_ndims=1),
     )
+
+
+def tfp_chain():
+    tfb = tfp.bijectors
+    leaky = tfb.Inline(
+        forward_fn=lambda x: jnp.where(x >= 0, x, 0.5 * x),
+        inverse_fn=lambda y: jnp.where(y >= 0, y, y / 0.5),
+        inverse_log_det_jacobian_fn=lambda y: jnp.where(y >= 0, 0.0, -math.log(0.5)),
+        forward_min_event_ndims=0, name="leaky_relu")
+    first_to_last = [tfb.Scale(1.3), tfb.Shift(0.2), leaky, tfb.Softplus(),
+                     tfb.Invert(tfb.Exp()), tfb.Tanh(), tfb.Scale(0.5), tfb.Shift(0.5),
+                     tfb.Invert(tfb.Sigmoid()), tfb.Chain([tfb.Scale(2.0), tfb.Shift(-0.1)][::-1])]
+    return tfb.Chain(first_to_last[::-1])
 
 
 def by_hand_forward(x):
@@ -81,22 +98,30 @@ def run(num_points: int) -> dict:
     ours_fwd = jax.jit(lambda v: chain.forward(params, state, v)[:2])
     ours_inv = jax.jit(lambda v: chain.inverse(params, state, v)[:2])
     hand_fwd, hand_inv = jax.jit(by_hand_forward), jax.jit(by_hand_inverse)
+    peer = tfp_chain()
+    tfp_fwd = jax.jit(lambda v: (peer.forward(v), peer.forward_log_det_jacobian(v, 1)))
+    tfp_inv = jax.jit(lambda v: (peer.inverse(v), peer.inverse_log_det_jacobian(v, 1)))
 
     y, log_det = ours_fwd(x)
     y_hand, log_det_hand = hand_fwd(x)
     np.testing.assert_allclose(y, y_hand, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(log_det, log_det_hand, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(ours_inv(y)[1], hand_inv(y)[1], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(tfp_fwd(x)[0], y, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(tfp_fwd(x)[1], log_det, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(tfp_inv(y)[1], hand_inv(y)[1], rtol=1e-4, atol=1e-3)
 
     results = {}
-    for name, ours, hand, arg in (("forward", ours_fwd, hand_fwd, x),
-                                  ("inverse", ours_inv, hand_inv, y)):
-        # Interleave to share the machine's background load fairly between the two.
-        t_ours, t_hand = [], []
-        for _ in range(5):
-            t_ours.append(median_seconds(lambda f=ours, a=arg: f(a), repeats=5))
-            t_hand.append(median_seconds(lambda f=hand, a=arg: f(a), repeats=5))
-        results[name] = (min(t_ours), min(t_hand))
+    for name, fns, arg in (("forward", (ours_fwd, hand_fwd, tfp_fwd), x),
+                           ("inverse", (ours_inv, hand_inv, tfp_inv), y)):
+        for clock_name, clock in (("wall", time.perf_counter), ("cpu", time.process_time)):
+            # Interleave to share the machine's background load fairly among the three.
+            times = [[], [], []]
+            for _ in range(5):
+                for fn, samples in zip(fns, times):
+                    samples.append(median_seconds(lambda f=fn, a=arg: f(a), repeats=5,
+                                                  clock=clock))
+            results[f"{name} ({clock_name})"] = tuple(min(t) for t in times)
     return results
 
 
@@ -105,10 +130,13 @@ def main():
     parser.add_argument("--points", type=int, default=1_000_000)
     args = parser.parse_args()
     print(machine_description())
-    print(f"{args.points} points x 16 dims, float32, jitted; best of 5 medians of 5 runs")
-    print(f"{'direction':10s} {'jflows ms':>10s} {'by hand ms':>11s} {'ratio':>7s}")
-    for name, (ours, hand) in run(args.points).items():
-        print(f"{name:10s} {1e3 * ours:10.2f} {1e3 * hand:11.2f} {ours / hand:7.3f}")
+    print(f"{args.points} points x 16 dims, float32, jitted; best of 5 medians of 5 runs, "
+          "wall time and this process's CPU time")
+    print(f"{'direction (clock)':18s} {'jflows ms':>10s} {'by hand ms':>11s} {'TFP ms':>8s} "
+          f"{'jflows/hand':>12s} {'TFP/jflows':>11s}")
+    for name, (ours, hand, peer) in run(args.points).items():
+        print(f"{name:18s} {1e3 * ours:10.2f} {1e3 * hand:11.2f} {1e3 * peer:8.2f} "
+              f"{ours / hand:12.3f} {peer / ours:11.3f}")
 
 
 if __name__ == "__main__":

@@ -240,26 +240,33 @@ def sigmoid(low=None, high=None, *, event_ndims: int = 0, validate_args: bool = 
     """
     if (low is None) != (high is None):
         raise ValueError(f"sigmoid: give both low and high or neither; got low={low}, high={high}.")
-    low = 0.0 if low is None else low
-    high = 1.0 if high is None else high
+    # On the default (0, 1) the affine terms are left out rather than computed as
+    # log(1 - 0) = 0: XLA materialises such a zero as a full-size array.
+    unit_interval = low is None
+
+    def stretch(p, s):
+        return s if unit_interval else p["low"] + (p["high"] - p["low"]) * s
 
     def unit(p, y):
-        return (y - p["low"]) / (p["high"] - p["low"])
+        return y if unit_interval else (y - p["low"]) / (p["high"] - p["low"])
+
+    def log_width(p):
+        return 0.0 if unit_interval else jnp.log(p["high"] - p["low"])
 
     def inverse_log_det(p, y):
         z = unit(p, y)
-        return -jnp.log(p["high"] - p["low"]) - jnp.log(z) - jnp.log1p(-z)
+        return -jnp.log(z) - jnp.log1p(-z) - log_width(p)
 
     return elementwise(
         "sigmoid",
-        lambda p, x: p["low"] + (p["high"] - p["low"]) * jax.nn.sigmoid(x),
+        lambda p, x: stretch(p, jax.nn.sigmoid(x)),
         lambda p, y: jnp.log(unit(p, y)) - jnp.log1p(-unit(p, y)),
-        lambda p, x: jnp.log(p["high"] - p["low"]) - jax.nn.softplus(-x) - jax.nn.softplus(x),
+        lambda p, x: -jax.nn.softplus(-x) - jax.nn.softplus(x) + log_width(p),
         inverse_log_det,
-        constants={"low": low, "high": high},
+        constants={} if unit_interval else {"low": low, "high": high},
         event_ndims=event_ndims,
         inverse_domain=(
-            lambda p, y: (y > p["low"]) & (y < p["high"]),
+            lambda p, y: (unit(p, y) > 0) & (unit(p, y) < 1),
             "strictly between low and high",
         ),
         validate_args=validate_args,
@@ -347,8 +354,9 @@ def leaky_relu(
         "leaky_relu",
         lambda p, x: jnp.where(x >= 0, x, jnp.exp(log_slope(p)) * x),
         lambda p, y: jnp.where(y >= 0, y, y * jnp.exp(-log_slope(p))),
-        lambda p, x: jnp.where(x >= 0, 0.0, log_slope(p)).astype(x.dtype),
-        lambda p, y: jnp.where(y >= 0, 0.0, -log_slope(p)).astype(y.dtype),
+        # A 0/1 mask times the slope: jnp.where(x >= 0, 0.0, ...) materialises a zeros array.
+        lambda p, x: (x < 0).astype(x.dtype) * log_slope(p),
+        lambda p, y: (y < 0).astype(y.dtype) * -log_slope(p),
         constants={} if slope is None else {"slope": slope},
         learnable={"log_slope": _constant_init(math.log(init_slope))} if slope is None else {},
         param_shape=param_shape,
