@@ -1,0 +1,60 @@
+"""Registry cases for MADE-based bijectors: MAF / IAF layers and the MAF stack."""
+
+import jax.numpy as jnp
+import numpy as np
+
+import jflows.bijectors as jb
+from jflows.flows import maf_bijector
+from jflows.nets import MADE
+from jflows.testing import BijectorCase
+
+D = 5
+MISMATCHED = [((4, 4), "last axis 4 where the MADE has event_size 5")]
+
+
+def made_affine(**made_kwargs):
+    bound = made_kwargs.pop("log_scale_bound", None)
+    made_kwargs.setdefault("hidden_sizes", (8, 8))
+    return jb.masked_autoregressive(MADE(D, **made_kwargs), log_scale_bound=bound)
+
+
+def strictly_lower_linear(params, x, cond):
+    """A user conditioner: shift and log-scale linear in x with strictly lower-triangular
+    weights (autoregressive in the natural order)."""
+    del cond
+    mask = jnp.tril(jnp.ones((x.shape[-1], x.shape[-1])), -1)
+    return x @ (params["w_shift"] * mask).T, 0.3 * jnp.tanh(x @ (params["w_scale"] * mask).T)
+
+
+def init_linear(key, x):
+    del key
+    d = x.shape[-1]
+    return {"w_shift": jnp.full((d, d), 0.5, x.dtype), "w_scale": jnp.full((d, d), -0.4, x.dtype)}
+
+
+# Kept small: every case costs ~10 compilations. The order/degree options are checked
+# exhaustively at the MADE level (tests/nets/test_made.py); edge cases (no hidden layer,
+# D = 1, reversed order) in tests/bijectors/test_autoregressive.py.
+CASES = [
+    BijectorCase("maf_natural", made_affine, (D,), bad_inputs=MISMATCHED),
+    BijectorCase("maf_random_order_random_degrees",
+                 lambda: made_affine(hidden_degrees="random", input_order="random", seed=1), (D,)),
+    BijectorCase("maf_explicit_order_relu_deep",
+                 lambda: made_affine(input_order=(2, 0, 4, 1, 3), hidden_sizes=(7, 9, 6),
+                                     activation="relu"), (D,)),
+    BijectorCase("maf_conditional_bounded",
+                 lambda: made_affine(cond_size=3, log_scale_bound=0.5, output_init_scale=3.0),
+                 (D,), cond_shape=(3,), bad_inputs=MISMATCHED,
+                 forward_edges=np.array([-50.0, 0.0, 3.0, 50.0, 1.0]),
+                 inverse_edges=np.array([-50.0, 0.0, 3.0, 50.0, 1.0])),
+    BijectorCase("maf_function_conditioner",
+                 lambda: jb.masked_autoregressive(strictly_lower_linear, init=init_linear), (D,)),
+    BijectorCase("iaf_conditional_random",
+                 lambda: jb.inverse_autoregressive(MADE(D, (8,), input_order="random",
+                                                        cond_size=2, seed=4)),
+                 (D,), cond_shape=(2,), bad_inputs=MISMATCHED),
+    # The MAF stack: alternating orders, batch norm, conditioning.
+    BijectorCase("maf_stack_conditional",
+                 lambda: maf_bijector(D, 2, (8, 8), cond_size=2), (D,), cond_shape=(2,),
+                 trainable_state=True, bad_inputs=MISMATCHED),
+]
