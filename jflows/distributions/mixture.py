@@ -102,6 +102,16 @@ def mog_made(
         logits, loc, log_scale = mixture(params, x, cond, "mog_made.log_prob")
         return jnp.sum(mixture_log_prob(logits, loc, log_scale, x), axis=-1)
 
+    # Jitted once per distribution (inlined under an outer jit), so eager sampling compiles
+    # the loop once.
+    @jax.jit
+    def solve(params, gumbel, normal, cond):
+        def one_pass(_, x):
+            logits, loc, log_scale = mixture(params, x, cond, "mog_made.sample")
+            return mixture_draw(logits, loc, log_scale, gumbel, normal)
+
+        return jax.lax.fori_loop(0, event_size, one_pass, jnp.zeros_like(normal))
+
     def sample(params, key, sample_shape=(), *, cond=None):
         shape = (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)
         dtype = jax.tree_util.tree_leaves(params)[0].dtype
@@ -110,11 +120,6 @@ def mog_made(
         gumbel_key, normal_key = jax.random.split(key)
         gumbel = jax.random.gumbel(gumbel_key, (*shape, event_size, num_components), dtype)
         normal = jax.random.normal(normal_key, (*shape, event_size), dtype)
-
-        def one_pass(_, x):
-            logits, loc, log_scale = mixture(params, x, cond, "mog_made.sample")
-            return mixture_draw(logits, loc, log_scale, gumbel, normal)
-
-        return jax.lax.fori_loop(0, event_size, one_pass, jnp.zeros_like(normal))
+        return solve(params, gumbel, normal, cond)
 
     return Distribution(init, log_prob, sample, event_shape)

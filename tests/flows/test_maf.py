@@ -7,8 +7,9 @@ import pytest
 import tensorflow_probability.substrates.jax as tfp
 
 import jflows.bijectors as jb
+from jflows.bijectors import BatchNormState
 from jflows.distributions import mog_made
-from jflows.flows import gaussian_made, maf, maf_bijector, maf_mog
+from jflows.flows import gaussian_made, layer_params, maf, maf_bijector, maf_mog
 from jflows.flows.maf import layer_input_order
 from jflows.nets import MADE
 
@@ -23,6 +24,15 @@ def perturbed(tree, seed, scale=0.3):
     noisy = [leaf + scale * jax.random.normal(k, leaf.shape)
              for k, leaf in zip(keys, leaves, strict=True)]
     return jax.tree_util.tree_unflatten(treedef, noisy)
+
+
+def init_perturbed(model, seed=1, scale=0.3):
+    """Init a flow (or a distribution) and perturb its params (eagerly: the ops' compiled
+    kernels are shared by every test, while each jitted program would compile anew)."""
+    out = model.init(jax.random.key(0))
+    if isinstance(out, tuple):
+        return perturbed(out[0], seed, scale), out[1]
+    return perturbed(out, seed, scale)
 
 
 def layer_mades(num_layers=L, cond_size=None):
@@ -43,34 +53,43 @@ def test_layer_orders_alternate():
     assert layer_input_order("natural", 1, reverse_between_layers=False) == "natural"
 
 
+@pytest.mark.slow  # the bijector-level TFP test and the paper-formula test run by default
 def test_maf_without_batch_norm_equals_tfp_chain_of_mafs():
     flow = maf(D, L, H, batch_norm=False)
-    params, state = flow.init(jax.random.key(0))
-    params = perturbed(params, 1)
+    params, state = init_perturbed(flow)
     mades = layer_mades()
-    layers = [
-        tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=lambda y, m=m, p=p: tuple(
-            jnp.moveaxis(m.apply({"params": p}, y), -1, 0)))
-        for m, p in zip(mades, [params["bijector"][f"made_{i}"] for i in range(L)], strict=True)
-    ]
-    # TFP's Chain applies its list last-first in the forward direction: layer 0 is last.
-    reference = tfd.TransformedDistribution(tfd.Sample(tfd.Normal(0.0, 1.0), D),
-                                            tfb.Chain(layers))
+
+    @jax.jit  # one compilation instead of TFP's many eager ops
+    def ours_and_tfp(params, x, u):
+        layers = [
+            tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=lambda y, m=m, i=i: tuple(
+                jnp.moveaxis(m.apply({"params": layer_params(params["bijector"], i)["made"]},
+                                     y), -1, 0)))
+            for i, m in enumerate(mades)
+        ]
+        # TFP's Chain applies its list last-first in the forward direction: layer 0 is last.
+        reference = tfd.TransformedDistribution(tfd.Sample(tfd.Normal(0.0, 1.0), D),
+                                                tfb.Chain(layers))
+        ours = (flow.log_prob(params, state, x)[0],
+                flow.bijector.forward(params["bijector"], state, u)[0])
+        return ours, (reference.log_prob(x), reference.bijector.forward(u))
+
     x = jax.random.normal(jax.random.key(2), (6, D))
-    np.testing.assert_allclose(flow.log_prob(params, state, x)[0], reference.log_prob(x), **TOL)
     u = jax.random.normal(jax.random.key(3), (6, D))
-    np.testing.assert_allclose(flow.bijector.forward(params["bijector"], state, u)[0],
-                               reference.bijector.forward(u), **TOL)
+    (log_prob, sample), (tfp_log_prob, tfp_sample) = ours_and_tfp(params, x, u)
+    np.testing.assert_allclose(log_prob, tfp_log_prob, **TOL)
+    np.testing.assert_allclose(sample, tfp_sample, **TOL)
 
 
 def reference_log_prob(mades, params, state, x, eps=1e-5):
     """The MAF paper's density with batch norm, written out layer by layer."""
     u, log_det = x, 0.0
     for i, made in enumerate(mades):
-        out = made.apply({"params": params[f"made_{i}"]}, u)
+        layer, stats = layer_params(params, i), layer_params(state, i)["batch_norm"]
+        out = made.apply({"params": layer["made"]}, u)
         u = (u - out[..., 0]) * jnp.exp(-out[..., 1])
         log_det = log_det - jnp.sum(out[..., 1], -1)
-        norm, stats = params[f"batch_norm_{i}"], state[f"batch_norm_{i}"]
+        norm = layer["batch_norm"]
         u = (u - stats.mean) / jnp.sqrt(stats.var + eps) * jnp.exp(norm["log_scale"]) + \
             norm["shift"]
         log_det = log_det + jnp.sum(norm["log_scale"] - 0.5 * jnp.log(stats.var + eps))
@@ -79,10 +98,10 @@ def reference_log_prob(mades, params, state, x, eps=1e-5):
 
 def test_maf_with_batch_norm_equals_the_papers_formula_and_round_trips():
     flow = maf(D, L, H)
-    params, state = flow.init(jax.random.key(0))
-    params = perturbed(params, 1)
-    state = {k: s._replace(mean=s.mean + 0.2, var=s.var * 1.5) if k.startswith("batch") else s
-             for k, s in state.items()}
+    params, state = init_perturbed(flow)
+    state = jax.tree_util.tree_map(
+        lambda s: s._replace(mean=s.mean + 0.2, var=s.var * 1.5), state,
+        is_leaf=lambda s: isinstance(s, BatchNormState))
     x = jax.random.normal(jax.random.key(2), (6, D))
     log_prob, _ = flow.log_prob(params, state, x)
     np.testing.assert_allclose(
@@ -94,31 +113,33 @@ def test_maf_with_batch_norm_equals_the_papers_formula_and_round_trips():
 
 def test_batch_norm_training_statistics_data_parallel_and_recompute():
     flow = maf(D, 2, H, axis_name="data")
-    params, state = flow.init(jax.random.key(0))
-    params = perturbed(params, 1)
+    params, state = init_perturbed(flow)
     x = 2.0 + jax.random.normal(jax.random.key(2), (8, D))
     # Two shards under a named vmap axis see the statistics of the whole batch.
     sharded = jax.vmap(lambda xs: flow.log_prob(params, state, xs, train=True),
                        axis_name="data")(x.reshape(2, 4, D))
     whole = maf(D, 2, H).log_prob(params, state, x, train=True)
     np.testing.assert_allclose(sharded[0].reshape(-1), whole[0], **TOL)
-    for key in ("batch_norm_0", "batch_norm_1"):
-        np.testing.assert_allclose(sharded[1][key].mean[0], whole[1][key].mean, **TOL)
-        assert not np.allclose(whole[1][key].mean, state[key].mean)
+    first_shard = jax.tree_util.tree_map(lambda a: a[0], sharded[1])
+    for i in range(2):
+        new_mean = layer_params(whole[1], i)["batch_norm"].mean
+        np.testing.assert_allclose(layer_params(first_shard, i)["batch_norm"].mean, new_mean,
+                                   **TOL)
+        assert not np.allclose(new_mean, layer_params(state, i)["batch_norm"].mean)
     # Statistics from a whole data set (MAF paper): layer 0 sees MADE_0's output.
     bijector = maf(D, 2, H).bijector
     new = jb.recompute_batch_norm_statistics(bijector, params["bijector"], state, x)
-    out = layer_mades(2)[0].apply({"params": params["bijector"]["made_0"]}, x)
+    out = layer_mades(2)[0].apply({"params": layer_params(params["bijector"], 0)["made"]}, x)
     u0 = (x - out[..., 0]) * jnp.exp(-out[..., 1])
-    np.testing.assert_allclose(new["batch_norm_0"].mean, u0.mean(0), **TOL)
-    np.testing.assert_allclose(new["batch_norm_0"].var, u0.var(0), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(new["batch_norm_0"].decay, state["batch_norm_0"].decay)
+    stats = layer_params(new, 0)["batch_norm"]
+    np.testing.assert_allclose(stats.mean, u0.mean(0), **TOL)
+    np.testing.assert_allclose(stats.var, u0.var(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stats.decay, layer_params(state, 0)["batch_norm"].decay)
 
 
 def test_conditional_maf():
     flow = maf(D, 2, H, cond_size=3)
-    params, state = flow.init(jax.random.key(0))
-    params = perturbed(params, 1)
+    params, state = init_perturbed(flow)
     x = jax.random.normal(jax.random.key(2), (5, D))
     cond = jax.random.normal(jax.random.key(3), (5, 3))
     log_prob, _ = flow.log_prob(params, state, x, cond=cond)
@@ -133,12 +154,11 @@ def test_conditional_maf():
 
 def test_gaussian_made_is_a_product_of_gaussian_conditionals():
     flow = gaussian_made(D, H, input_order="random", seed=3)
-    params, state = flow.init(jax.random.key(0))
-    params = perturbed(params, 1)
-    assert set(params["bijector"]) == {"made_0"}
+    params, state = init_perturbed(flow)
+    assert set(layer_params(params["bijector"], 0)) == {"made"}
     made = MADE(D, H, input_order="random", seed=3)
     x = jax.random.normal(jax.random.key(2), (6, D))
-    out = made.apply({"params": params["bijector"]["made_0"]}, x)
+    out = made.apply({"params": layer_params(params["bijector"], 0)["made"]}, x)
     expected = jnp.sum(tfd.Normal(out[..., 0], jnp.exp(out[..., 1])).log_prob(x), -1)
     np.testing.assert_allclose(flow.log_prob(params, state, x)[0], expected, **TOL)
 
@@ -151,7 +171,7 @@ def mixture_outputs(made, params, x, c):
 def test_mog_made_log_prob_is_the_mixture_formula():
     c = 3
     dist = mog_made(D, c, H, input_order="reversed")
-    params = perturbed(dist.init(jax.random.key(0)), 1)
+    params = init_perturbed(dist)
     x = jax.random.normal(jax.random.key(2), (6, D))
     logits, loc, log_scale = mixture_outputs(
         MADE(D, H, params_per_dim=3 * c, input_order="reversed"), params, x, c)
@@ -174,7 +194,7 @@ def test_mog_made_samples_follow_every_conditional():
     """Probability integral transform: F(x_i | x_<i) of samples is Uniform(0, 1) per i."""
     c, n = 3, 4000
     dist = mog_made(2, c, (8,))
-    params = perturbed(dist.init(jax.random.key(0)), 1, scale=1.0)
+    params = init_perturbed(dist, scale=1.0)
     x = dist.sample(params, jax.random.key(1), (n,))
     logits, loc, log_scale = mixture_outputs(MADE(2, (8,), params_per_dim=3 * c), params, x, c)
     x64 = np.asarray(x, np.float64)
@@ -186,16 +206,37 @@ def test_mog_made_samples_follow_every_conditional():
 
 def test_maf_mog_is_mog_base_on_the_maf_base_variable():
     flow = maf_mog(D, 2, H, num_components=3, cond_size=2)
-    params, state = flow.init(jax.random.key(0))
-    params = perturbed(params, 1)
+    params, state = init_perturbed(flow)
+    bijector = maf_bijector(D, 2, H, cond_size=2)
+    base = mog_made(D, 3, H, cond_size=2, input_order="natural", seed=2000)
+
+    @jax.jit
+    def check(params, x, cond):
+        u, log_det, _ = bijector.inverse(params["bijector"], state, x, cond=cond)
+        expected = base.log_prob(params["base"], u, cond=cond) + log_det
+        y, sample_log_prob = flow.sample_and_log_prob(params, state, jax.random.key(4), (5,),
+                                                      cond=cond)
+        return (flow.log_prob(params, state, x, cond=cond)[0], expected,
+                sample_log_prob, flow.log_prob(params, state, y, cond=cond)[0])
+
     x = jax.random.normal(jax.random.key(2), (5, D))
     cond = jax.random.normal(jax.random.key(3), (5, 2))
-    bijector = maf_bijector(D, 2, H, cond_size=2)
-    u, log_det, _ = bijector.inverse(params["bijector"], state, x, cond=cond)
-    base = mog_made(D, 3, H, cond_size=2, input_order="natural", seed=2000)
-    expected = base.log_prob(params["base"], u, cond=cond) + log_det
-    np.testing.assert_allclose(flow.log_prob(params, state, x, cond=cond)[0], expected, **TOL)
-    y, sample_log_prob = flow.sample_and_log_prob(params, state, jax.random.key(4), (5,),
-                                                  cond=cond)
-    np.testing.assert_allclose(sample_log_prob, flow.log_prob(params, state, y, cond=cond)[0],
-                               rtol=1e-4, atol=1e-4)
+    log_prob, expected, sample_log_prob, log_prob_of_sample = check(params, x, cond)
+    np.testing.assert_allclose(log_prob, expected, **TOL)
+    np.testing.assert_allclose(sample_log_prob, log_prob_of_sample, rtol=1e-4, atol=1e-4)
+
+
+def test_random_orders_unroll_the_layers():
+    flow = maf(D, 3, H, input_order="random", seed=1)
+    params, state = init_perturbed(flow)
+    assert set(params["bijector"]) == {"layer_0", "layer_1", "layer_2"}
+    assert layer_params(params["bijector"], 2) is params["bijector"]["layer_2"]
+
+    @jax.jit
+    def check(params):
+        y, sample_log_prob = flow.sample_and_log_prob(params, state, jax.random.key(4), (5,))
+        return sample_log_prob, flow.log_prob(params, state, y)[0]
+
+    np.testing.assert_allclose(*check(params), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="no layer 3"):
+        layer_params(jax.eval_shape(maf(D, 3, H).init, jax.random.key(0))[0]["bijector"], 3)

@@ -53,8 +53,8 @@ CASES = [
                  lambda: jb.inverse_autoregressive(MADE(D, (8,), input_order="random",
                                                         cond_size=2, seed=4)),
                  (D,), cond_shape=(2,), bad_inputs=MISMATCHED),
-    # The MAF stack: alternating orders, batch norm, conditioning.
+    # The MAF stack: a scanned pair plus a last layer, batch norm, conditioning.
     BijectorCase("maf_stack_conditional",
-                 lambda: maf_bijector(D, 2, (8, 8), cond_size=2), (D,), cond_shape=(2,),
+                 lambda: maf_bijector(D, 3, (8,), cond_size=2), (D,), cond_shape=(2,),
                  trainable_state=True, bad_inputs=MISMATCHED),
 ]
