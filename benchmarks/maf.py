@@ -31,7 +31,6 @@ round is kept, which makes the ratios robust to other load on a shared machine.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from collections.abc import Callable
 
@@ -45,6 +44,7 @@ from flowjax.distributions import Normal
 from flowjax.flows import masked_autoregressive_flow
 
 import jflows.flows as jf
+from benchmarks.timing import machine_description
 from jflows.flows.maf import layer_input_order
 from jflows.nets import MADE
 
@@ -201,12 +201,6 @@ def build_timers(name, dim, layers, hidden, args):
     }
 
 
-def machine() -> str:
-    devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
-    return (f"{platform.processor() or platform.machine()}, {jax.device_count()} device(s) "
-            f"[{devices}], jax {jax.__version__}")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[8, 64])
@@ -220,7 +214,7 @@ def main(argv=None):
     parser.add_argument("--libraries", nargs="+", default=list(MODELS))
     args = parser.parse_args(argv)
     hidden = tuple(args.hidden)
-    print(f"# MAF benchmark: {args.layers} layers, hidden {hidden} tanh; {machine()}")
+    print(f"# MAF benchmark: {args.layers} layers, hidden {hidden} tanh; {machine_description()}")
     print(f"# density batch {args.density_batch}, train batch {args.train_batch}, "
           f"sample batch {args.sample_batch}; best of {args.repeats} interleaved rounds")
     for dim in args.dims:

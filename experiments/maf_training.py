@@ -7,10 +7,13 @@ kept), and, after training, every batch-norm layer set to the statistics of the 
 training set. Reported numbers are mean log-likelihoods ``± 2`` standard errors, as in the
 paper's tables.
 
-During training the validation loss uses the batch-norm running averages (the reference
-code recomputes full-training-set statistics before every validation; jflows' ``fit`` has
-no such hook, and the running averages track them closely after the first epochs). The
-final numbers use the full-training-set statistics.
+During training, the validation loss that early stopping monitors normalises each
+validation batch (``eval_batch_size`` rows, 1000 by default) with that batch's own
+statistics. The reference code recomputes full-training-set statistics before every
+validation; jflows' ``fit`` has no hook for that, and the running averages lag the params
+badly early on (MAF(5) on MNIST after 2 epochs, validation log-likelihood: -1860.4 nats
+with the running averages, -1388.4 with the training-set statistics, -1387.9 with
+statistics of each 1000-row batch). The final numbers use the full-training-set statistics.
 
 A flow is given as ``make_flow(axis_name)``: the training copy is built with
 ``axis_name=jflows.train.DATA_AXIS`` (batch statistics averaged over devices), the scoring
@@ -67,8 +70,8 @@ def fit_flow(
         return -jnp.mean(log_prob), (model_state, {})
 
     def eval_fn(params, model_state, batch, key):
-        del key
-        log_prob, _ = train_flow.log_prob(params, model_state, batch["x"])
+        del key  # batch statistics of the validation batch: see the module docstring
+        log_prob, _ = train_flow.log_prob(params, model_state, batch["x"], train=True)
         return {"loss": -jnp.mean(log_prob)}
 
     tx = optimizer(learning_rate, weight_decay)
