@@ -8,16 +8,26 @@ and the output says so: 5 x [low-rank affine, batch norm, leaky ReLU].
 1. **Data-parallel steps/s** (child processes with 1 and 8 fake CPU devices,
    ``XLA_FLAGS=--xla_force_host_platform_device_count=N``): the per-device train step under
    ``jax.pmap`` and under ``jit(shard_map)``, same global batch, pre-placed batch, state
-   donated. Fake devices share this machine's cores, so 8 devices measure the cost of the
-   collectives and the per-device split, not a speed-up.
-2. **Loop overhead**: ``fit`` (default mode, 1 device, ``BatchIterator`` + prefetch,
-   metric fetches every ``log_every`` steps, progress bar off / on) against a bare Python
-   loop calling the ``jax.jit``-ed single-device step (``axis_name=None``,
-   ``donate_argnums=0``) on the same ``BatchIterator``'s host batches. Steady state only:
-   the bare loop is timed after its compiling steps, ``fit`` by its own train records
-   after the first window; the median of ``--repeats`` interleaved measurements.
+   donated; best and median of interleaved timings. Fake devices share this machine's
+   cores, so 8 devices measure the cost of the collectives and the per-device split, not
+   a speed-up.
+2. **Loop overhead**: the wall time of a whole ``fit`` call (default mode, 1 device, a
+   ``BatchIterator``, metric fetches every ``log_every`` steps, progress bar off / on, no
+   workdir; also with the prefetch thread that is the default on accelerators) against a
+   bare Python loop calling the ``jax.jit``-ed single-device step (``axis_name=None``,
+   ``donate_argnums=0``) on the same ``BatchIterator``'s host batches, and against a bare
+   loop over the 1-device ``data_parallel`` runner fit uses; all
+   compiled beforehand (``fit`` reuses its compiled step when called again with the
+   same ``train_step``). Reported: wall time of the best run (least disturbed by other
+   load on the machine) and of the median run of ``--repeats`` interleaved ones, and the
+   median CPU time of this process per step (the loop's own work, less sensitive to
+   other processes on a shared machine).
 
     python -m benchmarks.train [--batch 100] [--steps 2000] [--repeats 5]
+
+On a busy machine, pin it to one core (``taskset -c 1 python -m benchmarks.train``): with
+other processes on the cores, XLA's CPU worker threads wait on each other and single
+timings swing by 10-100x.
 """
 
 from __future__ import annotations
@@ -28,7 +38,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import jax
@@ -38,7 +47,7 @@ import optax
 import jflows.bijectors as jb
 import jflows.distributions as jd
 import jflows.train as jt
-from benchmarks.timing import machine_description, median_seconds
+from benchmarks.timing import machine_description
 from jflows.data import BatchIterator
 
 DIM = 8
@@ -79,22 +88,29 @@ def data(n):
 
 # ------------------------------------------------------------------ 1. steps/s per device count
 
-def parallel_worker(global_batch: int) -> dict:
+def parallel_worker(global_batch: int, samples: int = 15, steps: int = 20) -> dict:
+    """Steps/s of both modes on this process's devices: (best, median) over ``samples``
+    timings of ``steps`` steps each, the modes interleaved."""
     loss_fn, tx, state, name = problem()
     step = jt.make_train_step(loss_fn, tx)
-    out = {"devices": jax.device_count(), "model": name}
     batch = data(global_batch)
+    runs = {}
     for mode in ("pmap", "shard_map"):
         runner = jt.data_parallel(step, mode)
-        placed = runner.shard(batch)
-        holder = [runner.replicate(state)]
-
-        def one_step(runner=runner, placed=placed, holder=holder):
-            holder[0], metrics = runner(holder[0], placed)
-            return metrics
-
-        seconds = median_seconds(one_step, repeats=7, warmup=3, min_seconds=0.5)
-        out[mode] = 1.0 / seconds
+        runs[mode] = [runner, runner.replicate(state), runner.shard(batch), []]
+    for sample in range(samples + 1):
+        for run in runs.values():
+            runner, dstate, placed, times = run
+            start = time.perf_counter()
+            for _ in range(steps):
+                dstate, metrics = runner(dstate, placed)
+            jax.block_until_ready((dstate, metrics))
+            if sample:  # the first holds the compilation
+                times.append((time.perf_counter() - start) / steps)
+            run[1] = dstate
+    out = {"devices": jax.device_count(), "model": name}
+    for mode, (_, _, _, times) in runs.items():
+        out[mode] = (1 / min(times), 1 / statistics.median(times))
     return out
 
 
@@ -111,56 +127,73 @@ def run_parallel_children(global_batch: int) -> list[dict]:
 
 # ------------------------------------------------------------------ 2. fit overhead
 
-def bare_loop_seconds_per_step(steps: int, batch_size: int, warmup: int = 5) -> float:
-    """A Python loop over the jitted single-device step, fed by the same BatchIterator."""
-    loss_fn, tx, state, _ = problem(axis_name=None)
-    step = jax.jit(jt.make_train_step(loss_fn, tx, axis_name=None), donate_argnums=0)
-    batches = BatchIterator(data(100 * batch_size), batch_size, seed=0).from_step(0)
-    for _, batch in zip(range(warmup), batches, strict=False):  # compile
-        state, metrics = step(state, batch)
-    jax.block_until_ready((state, metrics))
-    start = time.perf_counter()
-    for _, batch in zip(range(steps), batches, strict=False):
-        state, metrics = step(state, batch)
-    jax.block_until_ready((state, metrics))
-    return (time.perf_counter() - start) / steps
-
-
-def fit_seconds_per_step(steps: int, batch_size: int, progress: bool, log_every: int) -> float:
-    """``fit``'s own steady-state timing: its train records after the first window (which
-    holds the compilation). Each window runs from one metric fetch to the next, so it
-    includes everything the loop does per step."""
-    loss_fn, tx, state, _ = problem()
-    iterator = BatchIterator(data(100 * batch_size), batch_size, seed=0)
-    with tempfile.TemporaryDirectory() as workdir:
-        jt.fit(state, jt.make_train_step(loss_fn, tx), iterator, epochs=1,
-               steps_per_epoch=steps + log_every, progress=progress, log_every=log_every,
-               workdir=workdir, tensorboard=False)
-        records = [json.loads(line) for line in open(f"{workdir}/metrics.jsonl")]
-    windows = [r for r in records if r["split"] == "train"][1:]
-    seconds = sum(log_every * batch_size / r["examples_per_s"] for r in windows)
-    return seconds / (len(windows) * log_every)
+def _timed(fn):
+    """``(wall seconds, CPU seconds of this process)`` of ``fn()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def overhead(steps: int, batch_size: int, repeats: int, log_every: int) -> dict:
+    """Per variant: lists of (wall, CPU) seconds per step of ``repeats`` interleaved runs of
+    ``steps`` steps, everything compiled beforehand."""
+    loss_fn, tx, state, _ = problem()
+    train_step = jt.make_train_step(loss_fn, tx)
+    bare_loss_fn, _, bare_state, _ = problem(axis_name=None)
+    bare_step = jax.jit(jt.make_train_step(bare_loss_fn, tx, axis_name=None),
+                        donate_argnums=0)
+    iterator = BatchIterator(data(100 * batch_size), batch_size, seed=0)
+
+    def bare(n):
+        current = jax.tree.map(jax.numpy.copy, bare_state)  # the step donates its input
+
+        def loop():
+            nonlocal current
+            for _, batch in zip(range(n), iterator.from_step(0), strict=False):
+                current, metrics = bare_step(current, batch)
+            jax.block_until_ready((current, metrics))
+
+        return _timed(loop)
+
+    runner = jt.data_parallel(train_step)
+
+    def bare_runner(n):
+        current = runner.replicate(state)
+
+        def loop():
+            nonlocal current
+            for _, batch in zip(range(n), iterator.from_step(0), strict=False):
+                current, metrics = runner(current, batch)
+            jax.block_until_ready((current, metrics))
+
+        return _timed(loop)
+
+    def fit(n, progress, prefetch=None):
+        return _timed(lambda: jax.block_until_ready(jt.fit(
+            state, train_step, iterator, epochs=1, steps_per_epoch=n, progress=progress,
+            log_every=log_every, prefetch=prefetch).state))
+
     variants = {
-        "bare jitted step": lambda: bare_loop_seconds_per_step(steps, batch_size),
-        "fit, progress bar off": lambda: fit_seconds_per_step(steps, batch_size, False,
-                                                              log_every),
-        "fit, progress bar on": lambda: fit_seconds_per_step(steps, batch_size, True,
-                                                             log_every),
+        "bare jitted step": bare,
+        "bare loop over data_parallel(train_step)": bare_runner,
+        "fit, progress bar off": lambda n: fit(n, False),
+        "fit, progress bar on": lambda n: fit(n, True),
+        "fit, progress bar off, prefetch=2 (thread)": lambda n: fit(n, False, prefetch=2),
     }
+    for measure in variants.values():  # compile: fit reuses its compiled step when called again
+        measure(log_every)
     samples = {name: [] for name in variants}
     for _ in range(repeats):  # interleaved, so load changes hit every variant alike
         for name, measure in variants.items():
-            samples[name].append(measure())
-    return {name: statistics.median(values) for name, values in samples.items()}
+            wall, cpu = measure(steps)
+            samples[name].append((wall / steps, cpu / steps))
+    return samples
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=100, help="batch size (global)")
-    parser.add_argument("--steps", type=int, default=2000, help="timed steps per measurement")
+    parser.add_argument("--steps", type=int, default=2000, help="steps per timed run")
     parser.add_argument("--log-every", type=int, default=100, help="fit's log_every")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--parallel-batch", type=int, default=800,
@@ -172,23 +205,31 @@ def main():
         return
 
     print(machine_description())
+    print(f"load average before: {os.getloadavg()[0]:.1f} (other work on the machine)")
     parallel = run_parallel_children(args.parallel_batch)
     print(f"\nmodel: {parallel[0]['model']}, data dim {DIM}, Adam")
     print(f"\n## data-parallel train steps/s, global batch {args.parallel_batch}")
-    print("| devices | pmap | shard_map | shard_map / pmap |\n|---|---|---|---|")
+    print("best / median of 15 samples of 20 steps")
+    print("| devices | pmap | shard_map | shard_map / pmap (best) |\n|---|---|---|---|")
     for r in parallel:
-        print(f"| {r['devices']} | {r['pmap']:.0f} | {r['shard_map']:.0f} | "
-              f"{r['shard_map'] / r['pmap']:.2f} |")
+        (pmap_best, pmap_median), (shard_best, shard_median) = r["pmap"], r["shard_map"]
+        print(f"| {r['devices']} | {pmap_best:.0f} / {pmap_median:.0f} | "
+              f"{shard_best:.0f} / {shard_median:.0f} | {shard_best / pmap_best:.2f} |")
 
-    times = overhead(args.steps, args.batch, args.repeats, args.log_every)
-    bare = times["bare jitted step"]
-    print(f"\n## loop overhead, batch {args.batch}, 1 device "
-          f"(default mode {jt.DEFAULT_MODE}), log_every {args.log_every}, "
-          f"median of {args.repeats}")
-    print("| loop | us/step | steps/s | overhead vs bare |\n|---|---|---|---|")
-    for name, seconds in times.items():
-        print(f"| {name} | {seconds * 1e6:.0f} | {1 / seconds:.0f} | "
-              f"{100 * (seconds / bare - 1):+.1f}% |")
+    samples = overhead(args.steps, args.batch, args.repeats, args.log_every)
+    print(f"\n## loop overhead, batch {args.batch}, 1 device (default mode "
+          f"{jt.DEFAULT_MODE}), log_every {args.log_every}, {args.repeats} interleaved runs "
+          f"of {args.steps} steps")
+    print("| loop | wall us/step best / median | vs bare | process CPU us/step median "
+          "| vs bare |\n|---|---|---|---|---|")
+    summary = {name: (min(w for w, _ in v), statistics.median(w for w, _ in v),
+                      statistics.median(c for _, c in v)) for name, v in samples.items()}
+    bare_best, bare_median, bare_cpu = summary["bare jitted step"]
+    for name, (best, median, cpu) in summary.items():
+        print(f"| {name} | {best * 1e6:.0f} / {median * 1e6:.0f} | "
+              f"{100 * (best / bare_best - 1):+.1f}% / {100 * (median / bare_median - 1):+.1f}% "
+              f"| {cpu * 1e6:.0f} | {100 * (cpu / bare_cpu - 1):+.1f}% |")
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ so training may run up to ``log_every - 1`` steps past the streak before stoppin
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import warnings
 from pathlib import Path
@@ -117,7 +118,7 @@ def _num_rows(batch) -> int:
 
 
 class _Trimmer:
-    """Trims a training batch to a multiple of the local device count (warning once)."""
+    """Trims a host training batch to a multiple of the local device count (warning once)."""
 
     def __init__(self, runner: DataParallel):
         self.runner = runner
@@ -135,7 +136,7 @@ class _Trimmer:
                 "BatchIterator(..., drop_remainder=True).")
         keep = rows - rows % self.runner.num_local_devices
         if keep == rows:
-            return self.runner.prepare(batch)
+            return batch
         if not self.warned:
             warnings.warn(
                 f"fit: a training batch of {rows} rows does not split evenly over "
@@ -144,21 +145,23 @@ class _Trimmer:
             self.warned = True
         if keep == 0:
             return None
-        return self.runner.prepare(jax.tree.map(lambda x: x[:keep], batch))
+        return jax.tree.map(lambda x: x[:keep], batch)
 
 
-def _packed(train_step, names: list):
-    """``train_step`` with its metrics dict packed into one array (one fetch per step).
-
-    The metric names are recorded into ``names`` when the step is traced.
+@functools.lru_cache(maxsize=64)
+def _packed(train_step):
+    """``(step, names)``: ``train_step`` with its metrics dict packed into one array (one
+    fetch per step); the metric names are recorded into the list ``names`` when the step
+    is traced. Cached, so that ``fit`` with the same ``train_step`` reuses its compilation.
     """
+    names = []
 
     def step(state, batch):
         state, metrics = train_step(state, batch)
         names[:] = sorted(metrics)
         return state, jnp.stack([jnp.asarray(metrics[k], jnp.float32) for k in names])
 
-    return step
+    return step, names
 
 
 def _evaluate(runner: DataParallel, tail, dstate, batches) -> dict:
@@ -233,7 +236,7 @@ def fit(
     max_nonfinite_streak: int = 10,
     log_every: int = 50,
     progress: bool = True,
-    prefetch: int = 2,
+    prefetch: int | None = None,
     max_steps: int | None = None,
     steps_per_epoch: int | None = None,
     tensorboard: bool = True,
@@ -265,7 +268,10 @@ def fit(
       log_every: metric fetches, progress updates and train records happen at multiples of
         this step count (and at checkpoints and epoch ends).
       progress: show a tqdm bar (process 0 only).
-      prefetch: batches put on the devices ahead of use by a background thread (0: none).
+      prefetch: batches put on the devices ahead of use by a background thread; 0: none,
+        each host batch goes to the compiled step directly; None: 2 on accelerators, 0 on
+        CPU (where a transfer is a memory copy and the thread only competes for the cores:
+        measured in BENCHMARKS.md).
       max_steps: stop after this many global steps in all, even mid-epoch (validation runs
         at epoch ends only; a resumed run finishes the epoch).
       steps_per_epoch: for a callable ``train_data`` (or to override the iterator's).
@@ -289,7 +295,8 @@ def fit(
         raise ValueError("fit: resume=True needs the workdir the checkpoints are in.")
     total_steps = epochs * spe if max_steps is None else min(epochs * spe, max_steps)
 
-    runner = data_parallel(_packed(train_step, names := []), mode, devices)
+    packed_step, names = _packed(train_step)
+    runner = data_parallel(packed_step, mode, devices)
     if runner.multi_process and source.drop_remainder is False:
         raise ValueError("fit: with several processes use BatchIterator(..., drop_remainder=True) "
                          "so that every process has equal batches.")
@@ -305,7 +312,8 @@ def fit(
     if checkpoints is not None and not resume and (checkpoints.latest_steps()
                                                    or checkpoints.best_steps()):
         raise ValueError(f"fit: {checkpoints.directory} already holds checkpoints; pass "
-                         "resume=True to continue that run, or use a new workdir.")
+                         "resume=True to continue that run, or use a new workdir (or delete "
+                         "that directory to start over).")
     restored = checkpoints.restore_latest(host_state) if resume else None
     if restored is not None:
         host_state, meta = restored
@@ -331,12 +339,14 @@ def fit(
         tail = on_one_device(eval_step)
     valid_pass = eval_batches(validation_data) if validate else None
 
-    trimmer = _Trimmer(runner)
-    prepared = (b for b in map(trimmer, source.from_step(start)) if b is not None)
+    trimmed = (b for b in map(_Trimmer(runner), source.from_step(start)) if b is not None)
+    if prefetch is None:  # on CPU a transfer is a copy: not worth a thread
+        prefetch = 0 if runner.local_devices[0].platform == "cpu" else 2
     if prefetch:
-        batches = prefetch_to_device(prepared, prefetch, runner.batch_sharding)
+        batches = prefetch_to_device(map(runner.prepare, trimmed), prefetch,
+                                     runner.batch_sharding)
     else:
-        batches = (jax.device_put(b, runner.batch_sharding) for b in prepared)
+        batches = trimmed  # host batches: the runner hands them to the compiled step
 
     dstate = runner.replicate(host_state)
     streak = int(host_state.nonfinite_streak)

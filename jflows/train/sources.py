@@ -10,13 +10,15 @@ Training data may be
 * a callable ``step -> iterator of batches from that step`` together with
   ``steps_per_epoch``.
 
-Validation data may be a ``BatchIterator`` (its epoch 0 is used every time), a
+Validation data may be a ``BatchIterator`` (its epoch 0 is used every time; build it with
+``drop_remainder=False`` to cover every row, a warning says when rows are dropped), a
 ``Sequence`` of batches, or a callable returning a fresh iterable of batches.
 """
 
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
@@ -57,6 +59,13 @@ def train_source(data, steps_per_epoch: int | None = None) -> TrainSource:
 def eval_batches(data) -> Callable[[], Iterator]:
     """A function giving a fresh pass over validation data; see the module docstring."""
     if hasattr(data, "epoch") and hasattr(data, "steps_per_epoch"):
+        dropped = (data.num_examples % data.batch_size
+                   if getattr(data, "drop_remainder", False) else 0)
+        if dropped:
+            warnings.warn(
+                f"fit: validation_data drops its last {dropped} of {data.num_examples} rows "
+                "on every pass (drop_remainder=True); use BatchIterator(..., "
+                "drop_remainder=False) for means over the whole set.", stacklevel=3)
         return lambda: iter(data.epoch(0))
     if isinstance(data, Sequence):
         return lambda: iter(data)

@@ -67,32 +67,26 @@ class TrainState(NamedTuple):
             nonfinite_streak=jnp.zeros((), jnp.int32),
         )
 
-    def prng_key(self) -> jax.Array:
-        """The run's key as a typed PRNG key (default implementation)."""
-        return jax.random.wrap_key_data(self.key)
-
 
 def raw_key_data(key) -> jax.Array:
     """The ``uint32`` data of ``key``; typed keys must use the default PRNG implementation.
 
-    The state stores raw key data so that checkpoints hold plain integer arrays; the step
-    re-wraps it with the default implementation, hence the check.
+    The state stores raw key data so that checkpoints hold plain integer arrays; the steps
+    re-wrap it with ``jax.random.wrap_key_data`` (the default implementation), hence the
+    check.
     """
-    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    key = jnp.asarray(key)
+    default_shape = jax.random.key_data(jax.random.key(0)).shape
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         data = jax.random.key_data(key)
-        default_shape = jax.random.key_data(jax.random.key(0)).shape
         if data.shape != default_shape:
             raise ValueError(
-                "TrainState: the key must use the default PRNG implementation "
-                f"(key data of shape {default_shape}), got a key with data of shape "
-                f"{data.shape}. Make it with jax.random.key(seed)."
-            )
+                "TrainState: the key must use the default PRNG implementation (key data of "
+                f"shape {default_shape}), got a key with data of shape {data.shape}. Make it "
+                "with jax.random.key(seed).")
         return data
-    default_shape = jax.random.key_data(jax.random.key(0)).shape
     if key.dtype != jnp.uint32 or key.shape != default_shape:
         raise ValueError(
             "TrainState: expected a PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)), "
-            f"got an array of dtype {key.dtype} and shape {tuple(key.shape)}."
-        )
+            f"got an array of dtype {key.dtype} and shape {tuple(key.shape)}.")
     return key

@@ -35,6 +35,10 @@ deterministic one gives the same result on any number of devices.
 **EMA** (Polyak averaging, as PixelCNN++ with decay 0.9995):
 ``ema <- decay * ema + (1 - decay) * params`` after each applied update.
 
+The key lives in the state (DESIGN.md sketched ``train_step(state, batch, key)``): a
+resumed run then restores it with everything else, and the runner passes no per-step
+arguments besides the batch.
+
 With ``axis_name=None`` the steps contain no collectives and run under a plain
 ``jax.jit`` on one device (the baseline the benchmarks compare against).
 """

@@ -4,11 +4,13 @@ Run as ``python -m tests.train.parity_child OUT.npz`` with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=8``. Saves, for the plain-jit reference
 (``axis_name=None`` model on the whole global batch) and for every (mode, device count),
 the params and model state after 20 steps, whether all device replicas were identical,
-and the validation loss that ``fit`` computes on 8 devices with a ragged last batch next
-to the direct mean over the whole validation set.
+the validation loss that ``fit`` computes on 8 devices with a ragged last batch next to
+the direct mean over the whole validation set, and ``fit`` with a ragged last training
+batch (61 rows: trimmed to 56 with a warning) next to ``fit`` given the 56 rows.
 """
 
 import sys
+import warnings
 
 import jax
 import numpy as np
@@ -68,6 +70,19 @@ def main(out):
     log_prob, _ = flow_ref.log_prob(fitted.state.params, fitted.state.model_state, valid["x"])
     results["fit/validation_loss"] = np.array(fitted.history[-1]["validation"]["loss"])
     results["fit/direct_loss"] = np.asarray(-log_prob.mean(), np.float64)
+
+    # A ragged last training batch (drop_remainder=False): 61 rows are trimmed to 56.
+    ragged = train[:2] + [{"x": train[2]["x"][:61]}]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trimmed = jt.fit(models.initial_state(flow), step, ragged, epochs=1, progress=False)
+    results["trim/warnings"] = np.array([str(w.message) for w in caught
+                                         if "left out" in str(w.message)])
+    results["trim/steps"] = np.asarray(trimmed.last_state.step)
+    by_hand = train[:2] + [{"x": train[2]["x"][:56]}]
+    expected = jt.fit(models.initial_state(flow), step, by_hand, epochs=1, progress=False)
+    results.update(flat(trimmed.last_state.params, "trim/fit"))
+    results.update(flat(expected.last_state.params, "trim/by_hand"))
     np.savez(out, **results)
 
 

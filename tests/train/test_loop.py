@@ -1,6 +1,8 @@
 """fit: early stopping restoring the best epoch, files, exact resume, the non-finite guard."""
 
 import json
+import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -139,3 +141,31 @@ def test_consecutive_nan_steps_stop_training_and_keep_the_last_checkpoint(tmp_pa
     state, _ = checkpoints.restore_latest(jax.tree.map(np.asarray, error.state))
     checkpoints.close()
     assert int(state.step) == 4 and int(state.nonfinite_steps) == 0
+
+
+def test_scalars_go_to_tensorboard_when_a_writer_is_importable(tmp_path, monkeypatch):
+    """tensorboardX is not installed here: a stand-in module records what fit hands it."""
+    written = []
+
+    class RecordingWriter:
+        def __init__(self, logdir):
+            self.logdir = logdir
+
+        def add_scalar(self, tag, value, step):
+            written.append((tag, value, step))
+
+        def close(self):
+            written.append("closed")
+
+    fake = types.ModuleType("tensorboardX")
+    fake.SummaryWriter = RecordingWriter
+    monkeypatch.setitem(sys.modules, "tensorboardX", fake)
+    linear_fit(tmp_path, epochs=2, patience=None)
+    assert ("validation/loss", 6.25, 1) in written and ("train/loss", -1.0, 2) in written
+    assert written[-1] == "closed"
+
+
+def test_a_validation_iterator_that_drops_rows_is_warned_about(tmp_path):
+    valid = BatchIterator(models.data(50, seed=2), 20, shuffle=False)  # drops 10 rows
+    with pytest.warns(UserWarning, match="drops its last 10 of 50 rows"):
+        flow_fit(tmp_path, nan_batches([], n=2), epochs=1, validation_data=valid)

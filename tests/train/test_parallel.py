@@ -31,3 +31,13 @@ def test_params_model_state_and_metrics_stay_identical_on_every_device(parity, m
 def test_validation_with_a_ragged_last_batch_is_the_exact_mean(parity):
     np.testing.assert_allclose(parity["fit/validation_loss"], parity["fit/direct_loss"],
                                rtol=1e-5)
+
+
+def test_a_ragged_training_batch_is_trimmed_to_the_devices_with_a_warning(parity):
+    assert len(parity["trim/warnings"]) == 1
+    assert "last 5 rows are left out" in str(parity["trim/warnings"][0])
+    assert int(parity["trim/steps"]) == 3
+    names = [k[len("trim/fit"):] for k in parity if k.startswith("trim/fit")]
+    assert names
+    for name in names:
+        np.testing.assert_array_equal(parity[f"trim/fit{name}"], parity[f"trim/by_hand{name}"])
