@@ -24,6 +24,9 @@ normal base, no batch norm (neither peer has one; jflows with batch norm is an e
   ``shift_and_log_scale_fn`` is jflows' MADE with the same alternating orders: the TFP
   row measures TFP's bijector plumbing around the same network.
 
+``--libraries jflows ablation:unrolled ablation:flip ...`` (each also ``+batchnorm``)
+measures jflows' layout choices against the plain alternatives (see ``unrolled_maf``).
+
 All timed calls are interleaved round-robin over ``--repeats`` rounds and the fastest
 round is kept, which makes the ratios robust to other load on a shared machine.
 """
@@ -43,6 +46,8 @@ import tensorflow_probability.substrates.jax as tfp
 from flowjax.distributions import Normal
 from flowjax.flows import masked_autoregressive_flow
 
+import jflows.bijectors as jb
+import jflows.distributions as jd
 import jflows.flows as jf
 from benchmarks.timing import machine_description
 from jflows.flows.maf import layer_input_order
@@ -109,8 +114,27 @@ def adam_loop(loss: Callable, params, batch, steps: int) -> Callable[[], object]
 # --------------------------------------------------------------------------------------
 
 
-def jflows_model(dim, layers, hidden, batch_norm=False):
-    flow = jf.maf(dim, layers, hidden, batch_norm=batch_norm)
+def unrolled_maf(dim, layers, hidden, batch_norm, flip):
+    """The same MAF without jflows' two layout choices (for ``--libraries ablation:*``):
+    the layers unrolled instead of scanned in pairs and, with ``flip``, every MADE in the
+    natural order with the data reversed (``jb.reverse``) between layers instead of
+    alternating MADE orders."""
+    density_order = []
+    for i in range(layers):
+        order = "natural" if flip else layer_input_order("natural", i)
+        density_order.append(jb.masked_autoregressive(MADE(dim, hidden, input_order=order)))
+        if batch_norm:
+            density_order.append(jb.batch_norm())
+        if flip and i < layers - 1:
+            density_order.append(jb.reverse())
+    return jd.transformed(jd.standard_normal((dim,)), jb.chain(*reversed(density_order)))
+
+
+def jflows_model(dim, layers, hidden, batch_norm=False, ablation=None):
+    if ablation is None:
+        flow = jf.maf(dim, layers, hidden, batch_norm=batch_norm)
+    else:
+        flow = unrolled_maf(dim, layers, hidden, batch_norm, flip=ablation == "flip")
     params, state = flow.init(jax.random.key(0))
 
     def log_prob(p, x):
@@ -182,10 +206,16 @@ MODELS = {
     "tfp": tfp_model,
 }
 PEERS = ("flowjax", "tfp")
+ABLATIONS = {
+    f"ablation:{kind}{'+batchnorm' if bn else ''}":
+        (lambda *args, kind=kind, bn=bn: jflows_model(*args, batch_norm=bn, ablation=kind))
+    for kind in ("unrolled", "flip") for bn in (False, True)
+}
 
 
 def build_timers(name, dim, layers, hidden, args):
-    log_prob, train_log_prob, sample, params = MODELS[name](dim, layers, hidden)
+    log_prob, train_log_prob, sample, params = {**MODELS, **ABLATIONS}[name](dim, layers,
+                                                                             hidden)
     key = jax.random.key(1)
     x_density = jax.random.normal(key, (args.density_batch, dim))
     x_train = jax.random.normal(jax.random.fold_in(key, 1), (args.train_batch, dim))
@@ -211,7 +241,8 @@ def main(argv=None):
     parser.add_argument("--train-steps", type=int, default=20, help="steps per timed call")
     parser.add_argument("--sample-batch", type=int, default=1_000)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--libraries", nargs="+", default=list(MODELS))
+    parser.add_argument("--libraries", nargs="+", default=list(MODELS),
+                        choices=[*MODELS, *ABLATIONS])
     args = parser.parse_args(argv)
     hidden = tuple(args.hidden)
     print(f"# MAF benchmark: {args.layers} layers, hidden {hidden} tanh; {machine_description()}")
