@@ -73,6 +73,11 @@ def test_function_conditioner_equals_tfp():
     np.testing.assert_allclose(x, reference.forward(u), **TOL)
     np.testing.assert_allclose(log_det, reference.forward_log_det_jacobian(u, event_ndims=1),
                                **TOL)
+    u_back, inverse_log_det, _ = bijector.inverse(params, state, x)
+    np.testing.assert_allclose(u_back, u, **TOL)
+    np.testing.assert_allclose(inverse_log_det, -log_det, **TOL)
+    np.testing.assert_allclose(log_det[0], dense_log_det(
+        lambda v: bijector.forward(params, state, v)[0], u[0]), rtol=1e-4, atol=1e-4)
 
 
 def test_density_direction_is_the_papers_formula():
