@@ -9,11 +9,24 @@ import tensorflow_probability.substrates.jax as tfp
 import jflows.bijectors as jb
 from jflows.nets import MADE
 from jflows.testing import dense_log_det
-from tests.registry.maf import init_linear, strictly_lower_linear
 
 tfb = tfp.bijectors
 D = 5
 TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def strictly_lower_linear(params, x, cond):
+    """A user conditioner: shift and log-scale linear in x with strictly lower-triangular
+    weights (autoregressive in the natural order)."""
+    del cond
+    mask = jnp.tril(jnp.ones((x.shape[-1], x.shape[-1])), -1)
+    return x @ (params["w_shift"] * mask).T, 0.3 * jnp.tanh(x @ (params["w_scale"] * mask).T)
+
+
+def init_linear(key, x):
+    del key
+    d = x.shape[-1]
+    return {"w_shift": jnp.full((d, d), 0.5, x.dtype), "w_scale": jnp.full((d, d), -0.4, x.dtype)}
 
 
 def made_and_params(seed=0, **kwargs):

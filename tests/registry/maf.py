@@ -1,6 +1,5 @@
 """Registry cases for MADE-based bijectors: MAF / IAF layers and the MAF stack."""
 
-import jax.numpy as jnp
 import numpy as np
 
 import jflows.bijectors as jb
@@ -16,20 +15,6 @@ def made_affine(**made_kwargs):
     bound = made_kwargs.pop("log_scale_bound", None)
     made_kwargs.setdefault("hidden_sizes", (8, 8))
     return jb.masked_autoregressive(MADE(D, **made_kwargs), log_scale_bound=bound)
-
-
-def strictly_lower_linear(params, x, cond):
-    """A user conditioner: shift and log-scale linear in x with strictly lower-triangular
-    weights (autoregressive in the natural order)."""
-    del cond
-    mask = jnp.tril(jnp.ones((x.shape[-1], x.shape[-1])), -1)
-    return x @ (params["w_shift"] * mask).T, 0.3 * jnp.tanh(x @ (params["w_scale"] * mask).T)
-
-
-def init_linear(key, x):
-    del key
-    d = x.shape[-1]
-    return {"w_shift": jnp.full((d, d), 0.5, x.dtype), "w_scale": jnp.full((d, d), -0.4, x.dtype)}
 
 
 # Kept small: every case costs ~10 compilations. The order/degree options are checked
