@@ -49,14 +49,11 @@ def tfp_shift_and_log_scale(made, params):
     return fn
 
 
-@pytest.mark.parametrize("made_kwargs", [dict(input_order="random", seed=2),
-                                         dict(input_order="reversed", cond_size=3)])
-def test_maf_and_iaf_equal_tfp(made_kwargs):
-    made, maf, params, state = made_and_params(**made_kwargs)
+def test_maf_and_iaf_equal_tfp():
+    made, maf, params, state = made_and_params(input_order="random", seed=2, cond_size=3)
     iaf = jb.inverse_autoregressive(made)
-    conditional = made.cond_size is not None
-    cond = jax.random.normal(jax.random.key(5), (7, 3)) if conditional else None
-    kwargs = {"conditional_input": cond} if conditional else {}
+    cond = jax.random.normal(jax.random.key(5), (7, 3))
+    kwargs = {"conditional_input": cond}
     reference = tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=tfp_shift_and_log_scale(
         made, params))
     u = jax.random.normal(jax.random.key(1), (7, D))

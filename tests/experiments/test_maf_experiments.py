@@ -71,6 +71,7 @@ def write_wav(path, samples):
         w.writeframes((np.clip(samples, -1, 1 - 2**-15) * 32768).astype("<i2").tobytes())
 
 
+@pytest.mark.slow  # ~15 s: 36 one-second clips through the FFT, then two flows compiled
 def test_maf_anomaly_speech_pipeline_on_synthetic_clips(tmp_path):
     """The Speech Commands path end to end, on a folder in the dataset's layout."""
     rng = np.random.default_rng(0)
