@@ -17,16 +17,18 @@ variable,
       log|det du/dx| = -sum_i log_scale_i(x)
 
 This is the MAF paper's density direction ``u_i = (x_i - m_i) exp(-alpha_i)`` (its
-Eq. 4-5, with ``m = shift``, ``alpha = log_scale``). The sampling direction runs the
-conditioner ``D`` times inside one :func:`jax.lax.fori_loop`: after pass ``k`` the first
-``k`` dimensions in the order are exact, so after ``D`` passes all are, and the last
-pass's ``log_scale`` (computed from inputs whose relevant entries are already exact) gives
-the log-det.
+Eq. 4-5, with ``m = shift``, ``alpha = log_scale``). The sampling direction is solved in one
+:func:`jax.lax.fori_loop`. With a jflows MADE it evaluates the network incrementally, one
+degree block per dimension, about one network pass in all
+(:mod:`jflows.nets.made_sampling`). Any other conditioner runs ``D`` full passes: after
+pass ``k`` the first ``k`` dimensions in the order are exact, so after ``D`` passes all
+are, and the last pass's ``log_scale`` (computed from inputs whose relevant entries are
+already exact) gives the log-det.
 
 The IAF bijector (Kingma et al. 2016) is the inverse, ``invert(maf)``, as TFP's
 ``tfb.Invert(tfb.MaskedAutoregressiveFlow(...))``: its ``forward`` is the one-pass map
 ``y_i = (x_i - shift_i(x)) * exp(-log_scale_i(x))`` with the conditioner reading the
-*input* ``x``, its ``inverse`` the ``D``-pass loop.
+*input* ``x``, its ``inverse`` (the IAF's density direction) the sampling loop above.
 
 Optional bounded log-scale: ``log_scale = b * tanh(raw / b)`` keeps every scale in
 ``[exp(-b), exp(b)]`` while equal to the raw output near 0.
@@ -49,6 +51,7 @@ import jax.numpy as jnp
 from jflows.bijectors.base import EMPTY, Bijector, check_event_rank
 from jflows.bijectors.combinators import invert
 from jflows.nets.made import MADE
+from jflows.nets.made_sampling import made_solve
 
 
 class Conditioner(NamedTuple):
@@ -115,8 +118,15 @@ def broadcast_to_cond(x: jax.Array, cond) -> jax.Array:
     return jnp.broadcast_to(x, batch + x.shape[-1:])
 
 
+SAMPLING = ("auto", "passes")
+
+
 def masked_autoregressive(
-    conditioner, *, init: Callable | None = None, log_scale_bound: float | None = None
+    conditioner,
+    *,
+    init: Callable | None = None,
+    log_scale_bound: float | None = None,
+    sampling: str = "auto",
 ) -> Bijector:
     """The MAF bijector (event: the last axis); see the module docstring for the math.
 
@@ -125,6 +135,10 @@ def masked_autoregressive(
         ``(params, x, cond) -> (shift, log_scale)``, autoregressive in ``x``.
       init: for a function conditioner, ``(key, x) -> params`` (default: no params).
       log_scale_bound: if given, ``log_scale = b * tanh(raw / b)``.
+      sampling: how ``forward`` solves the autoregression. ``"auto"``: the degree-blocked
+        incremental evaluation (:func:`jflows.nets.made_sampling.made_solve`, about one
+        network pass) when the conditioner is a jflows MADE, else ``D`` full passes;
+        ``"passes"``: always ``D`` full passes.
 
     Params are the conditioner's; the state is empty.
     """
@@ -133,6 +147,10 @@ def masked_autoregressive(
         raise ValueError(
             f"masked_autoregressive: log_scale_bound must be None or > 0, got {log_scale_bound}."
         )
+    if sampling not in SAMPLING:
+        raise ValueError(f"masked_autoregressive: sampling must be one of {SAMPLING}, got "
+                         f"{sampling!r}.")
+    incremental = sampling == "auto" and net.made is not None
 
     def shift_and_log_scale(params, x, cond, name):
         shift, raw = net.apply(params, x, cond)
@@ -150,7 +168,22 @@ def masked_autoregressive(
     # Jitted once per bijector (inlined under an outer jit): eager calls, as in tests and
     # interactive use, then compile the sampling loop once instead of at every call.
     @jax.jit
-    def solve(params, u, cond):
+    def solve_incrementally(params, u, cond):
+        made = net.made
+        made.check_inputs(u, cond, "masked_autoregressive.forward")
+        batch_shape = u.shape[:-1]
+        u_in_order = u.reshape(-1, u.shape[-1])[:, made.generation_order]
+
+        def step(out, s):
+            log_scale = bound_log_scale(out[:, 1], log_scale_bound)
+            u_s = jax.lax.dynamic_index_in_dim(u_in_order, s, axis=1, keepdims=False)
+            return u_s * jnp.exp(log_scale) + out[:, 0], log_scale
+
+        x, log_scale = made_solve(made, params, step, cond, batch_shape, u.dtype)
+        return x, jnp.sum(log_scale, axis=-1)
+
+    @jax.jit
+    def solve_by_passes(params, u, cond):
         def one_pass(_, carry):
             x, _ = carry
             shift, log_scale = shift_and_log_scale(params, x, cond, "masked_autoregressive")
@@ -168,6 +201,7 @@ def masked_autoregressive(
     def forward(params, state, u, *, cond=None, train=False, key=None):
         del train, key
         check_event_rank(u, 1, "masked_autoregressive.forward")
+        solve = solve_incrementally if incremental else solve_by_passes
         return (*solve(params, broadcast_to_cond(u, cond), cond), state)
 
     def inverse(params, state, x, *, cond=None, train=False, key=None):
@@ -179,9 +213,13 @@ def masked_autoregressive(
 
 
 def inverse_autoregressive(
-    conditioner, *, init: Callable | None = None, log_scale_bound: float | None = None
+    conditioner,
+    *,
+    init: Callable | None = None,
+    log_scale_bound: float | None = None,
+    sampling: str = "auto",
 ) -> Bijector:
-    """The IAF bijector: ``invert(masked_autoregressive(...))`` (one-pass ``forward``)."""
-    return invert(
-        masked_autoregressive(conditioner, init=init, log_scale_bound=log_scale_bound)
-    )
+    """The IAF bijector: ``invert(masked_autoregressive(...))``: one-pass ``forward``, and
+    an ``inverse`` (its density direction) solved as ``sampling`` says."""
+    return invert(masked_autoregressive(conditioner, init=init,
+                                        log_scale_bound=log_scale_bound, sampling=sampling))

@@ -9,8 +9,9 @@ so one network pass gives the whole density. The per-dimension mixture density i
 ``MixtureSameFamily(Categorical, Normal)``. As the base distribution of a MAF it gives
 the paper's "MAF MoG" (:func:`jflows.flows.maf_mog`).
 
-Sampling solves the autoregression with ``D`` network passes in one
-:func:`jax.lax.fori_loop`, all drawing from one fixed set of noise: per dimension a Gumbel
+Sampling solves the autoregression in one :func:`jax.lax.fori_loop`, by default with the
+incremental MADE evaluation (about one network pass; :mod:`jflows.nets.made_sampling`),
+else with ``D`` full network passes, all drawing from one fixed set of noise: per dimension a Gumbel
 vector ``g_i`` (component ``c_i = argmax_c(logits_ic + g_ic)``, an exact categorical
 draw) and a standard normal ``z_i`` (``x_i = mu_{i c_i} + sigma_{i c_i} z_i``). With the
 noise fixed, pass ``k`` makes the first ``k`` dimensions in the order exact.
@@ -27,6 +28,7 @@ import tensorflow_probability.substrates.jax as tfp
 from jflows.bijectors.base import check_event_shape
 from jflows.distributions.base import Distribution, default_float_dtype
 from jflows.nets.made import MADE
+from jflows.nets.made_sampling import made_solve
 
 tfd = tfp.distributions
 
@@ -65,6 +67,7 @@ def mog_made(
     cond_size: int | None = None,
     seed: int = 0,
     output_init_scale: float = 1.0,
+    sampling: str = "auto",
 ) -> Distribution:
     """The MADE MoG density over vectors of size ``event_size`` (a :class:`Distribution`).
 
@@ -72,9 +75,13 @@ def mog_made(
     per dimension (the MAF paper used 10). ``output_init_scale=1`` (the MAF reference
     code's scale) makes the components differ from the start. Params are the MADE's.
     With ``cond``, samples have the broadcast of ``sample_shape`` and ``cond``'s batch shape.
+    ``sampling="auto"`` samples with the incremental MADE evaluation (about one network
+    pass, :mod:`jflows.nets.made_sampling`), ``"passes"`` with ``D`` full passes.
     """
     if num_components < 1:
         raise ValueError(f"mog_made: num_components must be >= 1, got {num_components}.")
+    if sampling not in ("auto", "passes"):
+        raise ValueError(f"mog_made: sampling must be 'auto' or 'passes', got {sampling!r}.")
     made = MADE(
         event_size,
         hidden_sizes,
@@ -105,12 +112,29 @@ def mog_made(
     # Jitted once per distribution (inlined under an outer jit), so eager sampling compiles
     # the loop once.
     @jax.jit
-    def solve(params, gumbel, normal, cond):
+    def solve_by_passes(params, gumbel, normal, cond):
         def one_pass(_, x):
             logits, loc, log_scale = mixture(params, x, cond, "mog_made.sample")
             return mixture_draw(logits, loc, log_scale, gumbel, normal)
 
         return jax.lax.fori_loop(0, event_size, one_pass, jnp.zeros_like(normal))
+
+    @jax.jit
+    def solve_incrementally(params, gumbel, normal, cond):
+        batch_shape = normal.shape[:-1]
+        order = made.generation_order
+        gumbel = gumbel.reshape(-1, event_size, num_components)[:, order]
+        normal = normal.reshape(-1, event_size)[:, order]
+
+        def step(out, s):
+            logits, loc, log_scale = split_mixture_outputs(out, num_components)
+            g = jax.lax.dynamic_index_in_dim(gumbel, s, axis=1, keepdims=False)
+            z = jax.lax.dynamic_index_in_dim(normal, s, axis=1, keepdims=False)
+            return mixture_draw(logits, loc, log_scale, g, z), z
+
+        return made_solve(made, params, step, cond, batch_shape, normal.dtype)[0]
+
+    solve = solve_incrementally if sampling == "auto" else solve_by_passes
 
     def sample(params, key, sample_shape=(), *, cond=None):
         shape = (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)

@@ -84,6 +84,7 @@ def maf_bijector(
     reverse_between_layers: bool = True,
     log_scale_bound: float | None = None,
     output_init_scale: float = 1e-2,
+    sampling: str = "auto",
     seed: int = 0,
 ) -> jb.Bijector:
     """The MAF stack as one bijector (forward = sampling direction).
@@ -101,6 +102,9 @@ def maf_bijector(
       batch_norm_decay, batch_norm_eps, axis_name: see :func:`jflows.bijectors.batch_norm`;
         set ``axis_name=jflows.train.DATA_AXIS`` for cross-device batch statistics.
       log_scale_bound: bound of every layer's log-scale (None: unbounded, as the paper).
+      sampling: ``"auto"`` (the incremental MADE evaluation, about one network pass per
+        layer) or ``"passes"`` (``D`` passes); see
+        :func:`jflows.bijectors.masked_autoregressive`.
       seed: NumPy seed of random orders / degrees (layer ``l`` uses ``seed + 1000 l``).
 
     Layout (see the module docstring): when every even layer has the same MADE structure
@@ -128,7 +132,8 @@ def maf_bijector(
             seed=_layer_seed(seed, index),
             output_init_scale=output_init_scale,
         )
-        parts = {"made": jb.masked_autoregressive(made, log_scale_bound=log_scale_bound)}
+        parts = {"made": jb.masked_autoregressive(made, log_scale_bound=log_scale_bound,
+                                                  sampling=sampling)}
         if batch_norm:
             parts["batch_norm"] = jb.batch_norm(
                 decay=batch_norm_decay, eps=batch_norm_eps, axis_name=axis_name
@@ -205,7 +210,8 @@ def maf_mog(
     MAF's base variable ``u``, its order reversed once more after the last MAF layer.
     ``params['base']`` are the MADE MoG's. Other keyword options as :func:`maf_bijector`.
     """
-    shared = dict(activation=activation, cond_size=cond_size, hidden_degrees=hidden_degrees)
+    shared = dict(activation=activation, cond_size=cond_size, hidden_degrees=hidden_degrees,
+                  sampling=kwargs.pop("sampling", "auto"))
     reverse = kwargs.get("reverse_between_layers", True)
     flow = maf_bijector(event_size, num_layers, hidden_sizes, seed=seed,
                         input_order=input_order, **shared, **kwargs)

@@ -231,6 +231,11 @@ class MADE(nn.Module):
         return made_masks(self.degrees)
 
     @property
+    def generation_order(self) -> np.ndarray:
+        """The dimensions in the order they are generated (sorted by input degree)."""
+        return np.argsort(self.degrees.inputs)
+
+    @property
     def activation_fn(self) -> Callable[[jax.Array], jax.Array]:
         return resolve_activation(self.activation)
 
