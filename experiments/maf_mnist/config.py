@@ -36,5 +36,7 @@ class Config:
     max_steps: int | None = None  # stop earlier (short CPU runs)
     train_subset: int | None = None  # use only the first N training images (smoke tests)
     num_samples: int = 64  # the sample grid (8 x 8)
+    sampling: str = "auto"  # "auto": incremental MADE evaluation; "passes": D passes
+    resample: bool = False  # only draw samples from the run's latest checkpoint
     seed: int = 0
     out_dir: str = "runs/maf_mnist"
