@@ -3,6 +3,7 @@
 See :mod:`jflows.bijectors.base` for the contract.
 """
 
+from jflows.bijectors.autoregressive import inverse_autoregressive, masked_autoregressive
 from jflows.bijectors.base import (
     EMPTY,
     Bijector,
@@ -58,9 +59,11 @@ __all__ = [
     "inline",
     "invert",
     "inverse_and_log_det",
+    "inverse_autoregressive",
     "inverse_log_det_jacobian",
     "inverse_value",
     "leaky_relu",
+    "masked_autoregressive",
     "normal_cdf",
     "output_event_ndims",
     "permute",

@@ -7,6 +7,7 @@ from jflows.distributions.base import (
     standard_normal,
     uniform,
 )
+from jflows.distributions.mixture import mog_made
 from jflows.distributions.transformed import TransformedDistribution, transformed
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "TransformedDistribution",
     "diag_normal",
     "logistic",
+    "mog_made",
     "standard_normal",
     "transformed",
     "uniform",

@@ -1,0 +1,1 @@
+"""Anomaly scoring with a MAF trained on one class (the seed's Speech Commands experiment)."""

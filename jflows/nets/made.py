@@ -1,0 +1,290 @@
+"""MADE: a masked MLP whose outputs are autoregressive in its inputs (Germain et al. 2015).
+
+Degrees and masks (Germain et al. 2015, Sec. 4; Papamakarios et al. 2017, Sec. 3):
+
+* every input dimension ``j`` gets a degree ``d_j`` in ``1..D``, its position in the
+  autoregressive order (``input_order``);
+* every hidden unit ``h`` of layer ``l`` gets a degree ``m_l(h)`` in ``1..D-1``: the
+  largest input degree it may depend on (``hidden_degrees``);
+* a hidden weight ``prev -> h`` is kept iff ``m_{l-1}(prev) <= m_l(h)`` (with
+  ``m_0 = d``), an output weight ``h -> i`` iff ``m_L(h) < d_i``.
+
+Then output ``i`` depends only on inputs ``j`` with ``d_j < d_i``: the Jacobian of the
+outputs with respect to the inputs is strictly lower triangular once both are sorted by
+degree. An optional conditioning input ``cond`` feeds every hidden layer *and* the output
+layer through unmasked weights (feeding the output layer too lets the first dimension's
+conditional depend on ``cond``, which it otherwise could not).
+
+The network computes, with ``W * M`` the elementwise-masked weights::
+
+    h_0 = x
+    h_l = act(h_{l-1} @ (W_l * M_l) + b_l + cond @ C_l),     l = 1..L
+    out = h_L @ (W_o * M_o) + b_o + cond @ C_o               -> shape (..., D, K)
+
+``out[..., i, :]`` are the ``K = params_per_dim`` parameters of dimension ``i`` (in the
+natural index of ``x``, whatever the order). Params, one dict per layer::
+
+    {'hidden_0': {'kernel': (D, H_1), 'bias': (H_1,), ['cond_kernel': (C, H_1)]},
+     ...
+     'output':   {'kernel': (H_L, D, K), 'bias': (D, K), ['cond_kernel': (C, D, K)]}}
+
+The degrees and masks are static NumPy arrays (``MADE.degrees``, ``MADE.masks``), never
+parameters, so code that evaluates a MADE incrementally can reuse them with these params.
+The output kernel is initialised at ``output_init_scale`` times a LeCun-normal draw and
+the output bias at 0, so an affine flow built on a fresh MADE starts near the identity.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jflows.nets.activations import resolve_activation
+
+INPUT_ORDERS = ("natural", "reversed", "random")
+HIDDEN_DEGREES = ("equal", "random")
+
+
+class MadeDegrees(NamedTuple):
+    """Degrees of a MADE: ``inputs`` (D,) in ``1..D``; ``hidden``, one (H_l,) array per
+    hidden layer, in ``1..D-1`` (all 0 when ``D == 1``)."""
+
+    inputs: np.ndarray
+    hidden: tuple[np.ndarray, ...]
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def _validated_order(event_size: int, input_order) -> str | tuple[int, ...]:
+    if isinstance(input_order, str):
+        if input_order not in INPUT_ORDERS:
+            raise ValueError(
+                f"MADE: input_order must be one of {INPUT_ORDERS} or a permutation of "
+                f"0..{event_size - 1}, got {input_order!r}."
+            )
+        return input_order
+    order = tuple(int(i) for i in np.asarray(input_order).reshape(-1))
+    if sorted(order) != list(range(event_size)):
+        raise ValueError(
+            f"MADE: an explicit input_order must be a permutation of 0..{event_size - 1} "
+            f"(the dimensions in the order they are generated), got {list(order)}."
+        )
+    return order
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_degrees(event_size, hidden_sizes, input_order, hidden_degrees, seed) -> MadeDegrees:
+    rng = np.random.default_rng(seed)
+    if input_order == "natural":
+        order = np.arange(event_size)
+    elif input_order == "reversed":
+        order = np.arange(event_size)[::-1]
+    elif input_order == "random":
+        order = rng.permutation(event_size)
+    else:
+        order = np.asarray(input_order)
+    inputs = np.empty(event_size, np.int32)
+    inputs[order] = np.arange(1, event_size + 1)
+    hidden, lowest = [], 1
+    for size in hidden_sizes:
+        if event_size == 1:
+            degrees = np.zeros(size, np.int32)
+        elif hidden_degrees == "equal":
+            degrees = 1 + (np.arange(size) * (event_size - 1)) // size
+        else:
+            degrees = rng.integers(min(lowest, event_size - 1), event_size, size=size)
+        degrees = degrees.astype(np.int32)
+        lowest = int(degrees.min())
+        hidden.append(_frozen(degrees))
+    return MadeDegrees(_frozen(inputs), tuple(hidden))
+
+
+def made_degrees(
+    event_size: int,
+    hidden_sizes: Sequence[int],
+    input_order: str | Sequence[int] = "natural",
+    hidden_degrees: str = "equal",
+    seed: int = 0,
+) -> MadeDegrees:
+    """The degrees of a MADE (read-only arrays; cached).
+
+    Args:
+      event_size: ``D``.
+      hidden_sizes: units of each hidden layer.
+      input_order: ``'natural'`` (dimension 0 first), ``'reversed'``, ``'random'`` (a
+        permutation drawn from ``seed``), or an explicit permutation listing the
+        dimensions **in the order they are generated**: ``input_order[k]`` gets degree
+        ``k + 1``. (TFP's ``AutoregressiveNetwork`` takes the degrees themselves; its
+        ``input_order=d`` equals jflows' ``input_order=np.argsort(d)``.)
+      hidden_degrees: ``'equal'``: the degrees ``1..D-1`` spread over the units as evenly
+        as possible (block sizes differ by at most one, sorted), the same multiset as the
+        MAF reference code's ``arange(H) % (D-1) + 1`` when ``H >= D-1``; ``'random'``:
+        uniform on ``[min degree of the previous layer, D-1]`` as in that code, so no unit
+        is left without inputs.
+      seed: NumPy seed of the random choices.
+    """
+    hidden_sizes = tuple(int(h) for h in hidden_sizes)
+    if event_size < 1 or any(h < 1 for h in hidden_sizes):
+        raise ValueError(
+            f"MADE: event_size and hidden sizes must be >= 1, got event_size={event_size}, "
+            f"hidden_sizes={hidden_sizes}."
+        )
+    if hidden_degrees not in HIDDEN_DEGREES:
+        raise ValueError(
+            f"MADE: hidden_degrees must be one of {HIDDEN_DEGREES}, got {hidden_degrees!r}."
+        )
+    order = _validated_order(event_size, input_order)
+    return _cached_degrees(int(event_size), hidden_sizes, order, hidden_degrees, int(seed))
+
+
+def made_masks(degrees: MadeDegrees) -> tuple[np.ndarray, ...]:
+    """The 0/1 masks ``M_1 .. M_L, M_o`` of the hidden layers and the output layer.
+
+    ``M_l[a, b] = m_{l-1}(a) <= m_l(b)`` (shape ``(H_{l-1}, H_l)``) and
+    ``M_o[a, i] = m_L(a) < d_i`` (shape ``(H_L, D)``), with ``m_0 = d``.
+    """
+    previous, masks = degrees.inputs, []
+    for current in degrees.hidden:
+        masks.append(_frozen((previous[:, None] <= current[None, :]).astype(np.float32)))
+        previous = current
+    masks.append(_frozen((previous[:, None] < degrees.inputs[None, :]).astype(np.float32)))
+    return tuple(masks)
+
+
+def _layer_init(fan_in, shape, cond_size, kernel_scale, dtype):
+    """An initializer of one layer's params dict (kernel, bias, optional cond_kernel)."""
+    lecun = nn.initializers.lecun_normal()
+
+    def init(key):
+        k_kernel, k_cond = jax.random.split(key)
+        kernel = kernel_scale * lecun(k_kernel, (fan_in, *shape), dtype)
+        params = {"kernel": kernel, "bias": jnp.zeros(shape, dtype)}
+        if cond_size is not None:
+            params["cond_kernel"] = kernel_scale * lecun(k_cond, (cond_size, *shape), dtype)
+        return params
+
+    return init
+
+
+class MADE(nn.Module):
+    """Masked autoregressive MLP; see the module docstring for the math and params layout.
+
+    Attributes:
+      event_size: ``D``, the size of the last axis of ``x``.
+      hidden_sizes: units of each hidden layer (any depth, ``()`` for none).
+      params_per_dim: ``K``, outputs per dimension (2 for an affine MAF: shift, log-scale).
+      input_order: ``'natural'``, ``'reversed'``, ``'random'`` or an explicit
+        permutation (the dimensions in generation order); see :func:`made_degrees`.
+      hidden_degrees: ``'equal'`` or ``'random'``; see :func:`made_degrees`.
+      activation: a name from :data:`jflows.nets.activations.ACTIVATIONS` or a function.
+      cond_size: size of the last axis of the conditioning input, or ``None``.
+      seed: NumPy seed of the random order / degrees (static configuration).
+      output_init_scale: scale of the output kernel's initial draw.
+
+    ``__call__(x, cond=None)`` maps ``(..., D)`` (and ``cond`` of shape ``(..., C)``)
+    to ``(..., D, K)``. Params are created in ``x``'s floating dtype.
+    """
+
+    event_size: int
+    hidden_sizes: Sequence[int] = (100, 100)
+    params_per_dim: int = 2
+    input_order: str | Sequence[int] = "natural"
+    hidden_degrees: str = "equal"
+    activation: str | Callable = "tanh"
+    cond_size: int | None = None
+    seed: int = 0
+    output_init_scale: float = 1e-2
+
+    def __post_init__(self):
+        # Normalise sequences to tuples so the module stays hashable (static config).
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        object.__setattr__(
+            self, "input_order", _validated_order(self.event_size, self.input_order)
+        )
+        made_degrees(self.event_size, self.hidden_sizes, self.input_order,
+                     self.hidden_degrees, self.seed)
+        resolve_activation(self.activation)
+        if self.params_per_dim < 1:
+            raise ValueError(f"MADE: params_per_dim must be >= 1, got {self.params_per_dim}.")
+        if self.cond_size is not None and self.cond_size < 1:
+            raise ValueError(f"MADE: cond_size must be None or >= 1, got {self.cond_size}.")
+        super().__post_init__()
+
+    @property
+    def degrees(self) -> MadeDegrees:
+        """The static degrees (:class:`MadeDegrees`)."""
+        return made_degrees(self.event_size, self.hidden_sizes, self.input_order,
+                            self.hidden_degrees, self.seed)
+
+    @property
+    def masks(self) -> tuple[np.ndarray, ...]:
+        """The static masks ``M_1 .. M_L, M_o`` (see :func:`made_masks`)."""
+        return made_masks(self.degrees)
+
+    @property
+    def generation_order(self) -> np.ndarray:
+        """The dimensions in the order they are generated (sorted by input degree)."""
+        return np.argsort(self.degrees.inputs)
+
+    @property
+    def activation_fn(self) -> Callable[[jax.Array], jax.Array]:
+        return resolve_activation(self.activation)
+
+    def check_inputs(self, x, cond, name: str = "MADE") -> None:
+        """Raise a ValueError naming the shapes when ``x`` / ``cond`` do not fit."""
+        if x.ndim < 1 or x.shape[-1] != self.event_size:
+            raise ValueError(
+                f"{name}: expected inputs with last axis of size {self.event_size} (the "
+                f"MADE's event_size), got shape {tuple(x.shape)}."
+            )
+        if self.cond_size is None and cond is not None:
+            raise ValueError(
+                f"{name}: got cond of shape {tuple(jnp.shape(cond))}, but the MADE was built "
+                "without cond_size; set cond_size to build a conditional MADE."
+            )
+        if self.cond_size is not None:
+            if cond is None:
+                raise ValueError(
+                    f"{name}: this MADE is conditional (cond_size={self.cond_size}); pass "
+                    f"cond with last axis of size {self.cond_size}."
+                )
+            if cond.ndim < 1 or cond.shape[-1] != self.cond_size:
+                raise ValueError(
+                    f"{name}: expected cond with last axis of size {self.cond_size}, got "
+                    f"shape {tuple(cond.shape)}."
+                )
+
+    @nn.compact
+    def __call__(self, x, cond=None):
+        self.check_inputs(x, cond)
+        dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+        act = self.activation_fn
+        masks = self.masks
+        h = x
+        for index, (size, mask) in enumerate(zip(self.hidden_sizes, masks[:-1], strict=True)):
+            layer = self.param(
+                f"hidden_{index}", _layer_init(h.shape[-1], (size,), self.cond_size, 1.0, dtype)
+            )
+            h = h @ (layer["kernel"] * mask.astype(dtype)) + layer["bias"]
+            if cond is not None:
+                h = h + cond @ layer["cond_kernel"]
+            h = act(h)
+        d, k = self.event_size, self.params_per_dim
+        output = self.param(
+            "output",
+            _layer_init(h.shape[-1], (d, k), self.cond_size, self.output_init_scale, dtype),
+        )
+        kernel = (output["kernel"] * masks[-1][:, :, None].astype(dtype)).reshape(-1, d * k)
+        out = h @ kernel + output["bias"].reshape(d * k)
+        if cond is not None:
+            out = out + cond @ output["cond_kernel"].reshape(-1, d * k)
+        return out.reshape(out.shape[:-1] + (d, k))

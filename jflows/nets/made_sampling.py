@@ -1,0 +1,160 @@
+"""Solving a MADE's autoregression in about one network pass (degree-blocked evaluation).
+
+Sampling a MAF, evaluating an IAF density or sampling a MADE MoG means solving, one
+dimension at a time in the autoregressive order,
+
+    x_{pi_s} = step(MADE(x)_{pi_s}, s),        s = 0 .. D-1,
+
+where ``pi_s`` is the dimension of degree ``s + 1``. Running the whole network once per
+dimension costs ``D`` passes. But in a MADE (see :mod:`jflows.nets.made`) a hidden unit of
+degree ``k`` depends only on the inputs of degree ``<= k`` and output ``pi_s`` only on the
+last hidden layer's units of degree ``<= s``. So at step ``s``, once ``x_{pi_{s-1}}`` is
+known, the units of degree exactly ``s`` become final in every layer, in order, and never
+change again; output ``pi_s`` then needs one column block of the output weights:
+
+    h_l[degree s] = act(h_{l-1} @ W_l[:, degree s] + b_l[degree s] + cond @ C_l[:, degree s])
+    out_{pi_s}    = h_L @ W_o[:, pi_s] + b_o[pi_s] + cond @ C_o[:, pi_s]
+
+(masked weights, ``h_0 = x``). Summed over ``s`` this is one pass through every layer, plus
+padding (below), instead of ``D`` passes.
+
+Static shapes: hidden units are sorted by degree once (a permutation of units changes
+nothing), so the units of degree ``k`` are a contiguous range ``[start_k, start_k + n_k)``.
+Every step computes a window of the fixed size ``B = max_k n_k`` starting at ``start_k``;
+the ``B - n_k`` extra units belong to later degrees and get values from incomplete inputs,
+but they are finite, every weight that could carry them to an earlier-degree unit or
+output is masked to exactly zero, and they are overwritten with their final values at
+their own step (a window never reaches back to earlier units). Each hidden state carries
+``B`` zero-weighted padding units at its end so no window is clipped. The work is
+``(D - 1) B / H`` times one pass per layer: with equal-spaced degrees ``B = ceil(H /
+(D - 1))``, close to 1 (1.05 at D = 8, H = 100; 1.1 at D = 64, H = 512; 1.5 at D = 784,
+H = 1024); random hidden degrees make blocks unequal and pad to the largest (about 2x at
+D = 64, H = 512), which is still never more than the ``D`` passes. The conditioning
+contributions ``cond @ C`` are computed once, before the loop. Weights are gathered and
+masked once per call; the loop is one :func:`jax.lax.fori_loop` over ``s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jflows.nets.made import MADE
+
+
+class _LayerBlocks(NamedTuple):
+    """Static, NumPy: the degree-sorted order of a hidden layer's units and its windows."""
+
+    order: np.ndarray  # (H,) unit indices sorted by degree
+    starts: np.ndarray  # (D,) start of the window of degree s (s = 0 .. D-1) in sorted units
+    width: int  # B, the window size
+
+
+def _layer_blocks(degrees: np.ndarray, event_size: int) -> _LayerBlocks:
+    order = np.argsort(degrees, kind="stable")
+    sorted_degrees = degrees[order]
+    starts = np.searchsorted(sorted_degrees, np.arange(event_size), side="left")
+    width = max(int(np.max(np.bincount(degrees, minlength=event_size))), 1)
+    return _LayerBlocks(order, starts.astype(np.int32), width)
+
+
+def padding_factor(made: MADE) -> float:
+    """The incremental solve's hidden-layer work relative to one full pass."""
+    blocks = [_layer_blocks(d, made.event_size) for d in made.degrees.hidden]
+    sizes = [len(d) for d in made.degrees.hidden]
+    if not sizes:
+        return 1.0
+    return float(sum(made.event_size * b.width for b in blocks) / sum(sizes))
+
+
+def _windows(matrix: jax.Array, starts: np.ndarray, width: int) -> jax.Array:
+    """``matrix[..., start : start + width]`` for every start: ``(len(starts), ..., width)``."""
+    index = starts[:, None] + np.arange(width)[None, :]
+    return jnp.moveaxis(jnp.take(matrix, index, axis=-1), -2, 0)
+
+
+def made_solve(
+    made: MADE,
+    params,
+    step: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]],
+    cond: jax.Array | None,
+    batch_shape: tuple[int, ...],
+    dtype,
+) -> tuple[jax.Array, jax.Array]:
+    """Solve ``x_{pi_s} = step(MADE(x)_{pi_s}, s)[0]`` for all ``s`` incrementally.
+
+    Args:
+      made: the MADE (its static degrees define the blocks).
+      params: its params (``made.init(...)['params']``).
+      step: ``(out, s) -> (value, aux)`` with ``out`` the ``(N, K)`` MADE outputs of the
+        dimension generated at step ``s`` (``s`` a traced int: the position in the order;
+        the dimension is ``made.generation_order[s]``); returns that dimension's value
+        ``(N,)`` and any per-dimension ``aux`` ``(N,)`` (e.g. the log-scale).
+      cond: the conditioning input, broadcast to ``batch_shape + (C,)``, or None.
+      batch_shape: the batch shape of the solution.
+      dtype: its float dtype.
+
+    Returns ``(x, aux)``, both ``batch_shape + (D,)`` in the natural dimension order.
+    """
+    made.check_inputs(jnp.zeros((made.event_size,), dtype), None if cond is None else cond,
+                      "made_solve")
+    d, k = made.event_size, made.params_per_dim
+    n = int(np.prod(batch_shape, dtype=np.int64))
+    masks = made.masks
+    order = made.generation_order
+    act = made.activation_fn
+    if cond is not None:
+        cond = jnp.broadcast_to(cond, batch_shape + cond.shape[-1:]).reshape(n, -1)
+
+    # Static blocks per hidden layer; rows of each layer's weights follow the previous
+    # layer's sorted units (the inputs: generation order), plus zero rows for the padding.
+    layers, previous_order, previous_pad = [], order, 0
+    for index, (degrees, mask) in enumerate(zip(made.degrees.hidden, masks[:-1], strict=True)):
+        blocks = _layer_blocks(degrees, d)
+        p = params[f"hidden_{index}"]
+        kernel = (p["kernel"] * mask.astype(dtype))[previous_order][:, blocks.order]
+        kernel = jnp.pad(kernel, ((0, previous_pad), (0, blocks.width)))
+        bias = jnp.pad(p["bias"][blocks.order], (0, blocks.width))
+        shift = jnp.broadcast_to(bias, (n, bias.shape[0]))
+        if cond is not None:
+            cond_part = (cond @ p["cond_kernel"])[:, blocks.order]
+            shift = shift + jnp.pad(cond_part, ((0, 0), (0, blocks.width)))
+        layers.append((_windows(kernel, blocks.starts, blocks.width),
+                       _windows(shift, blocks.starts, blocks.width), blocks))
+        previous_order, previous_pad = blocks.order, blocks.width
+
+    out_params = params["output"]
+    out_kernel = out_params["kernel"] * masks[-1][:, :, None].astype(dtype)  # (H_L, D, K)
+    out_kernel = jnp.pad(out_kernel[previous_order], ((0, previous_pad), (0, 0), (0, 0)))
+    out_kernel = jnp.moveaxis(out_kernel[:, order], 1, 0)  # (D, H_L + pad, K), step-major
+    out_shift = jnp.broadcast_to(out_params["bias"][order], (n, d, k))
+    if cond is not None:
+        out_shift = out_shift + jnp.einsum("nc,cdk->ndk", cond,
+                                           out_params["cond_kernel"][:, order])
+
+    def body(s, carry):
+        x, hidden, aux = carry
+        h_prev, new_hidden = x, []
+        for (kernels, shifts, blocks), h in zip(layers, hidden, strict=True):
+            window = act(h_prev @ kernels[s] + shifts[s])
+            start = jnp.asarray(blocks.starts)[s]
+            h = jax.lax.dynamic_update_slice_in_dim(h, window, start, axis=1)
+            new_hidden.append(h)
+            h_prev = h
+        out = h_prev @ out_kernel[s] + jax.lax.dynamic_index_in_dim(out_shift, s, 1, False)
+        value, value_aux = step(out, s)
+        x = jax.lax.dynamic_update_index_in_dim(x, value, s, axis=1)
+        aux = jax.lax.dynamic_update_index_in_dim(aux, value_aux, s, axis=1)
+        return x, tuple(new_hidden), aux
+
+    hidden = tuple(jnp.zeros((n, blocks.order.shape[0] + blocks.width), dtype)
+                   for _, _, blocks in layers)
+    zeros = jnp.zeros((n, d), dtype)
+    x, _, aux = jax.lax.fori_loop(0, d, body, (zeros, hidden, zeros))
+    natural = np.argsort(order)
+    return (x[:, natural].reshape(batch_shape + (d,)),
+            aux[:, natural].reshape(batch_shape + (d,)))
