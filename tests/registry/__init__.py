@@ -5,8 +5,8 @@ Each area of the library contributes a module with a ``CASES`` list; add new mod
 :mod:`jflows.testing` on every case.
 """
 
-from tests.registry import core
+from tests.registry import core, ffjord
 
-_MODULES = (core,)
+_MODULES = (core, ffjord)
 
 CASES = [case for module in _MODULES for case in module.CASES]

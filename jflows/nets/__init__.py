@@ -1,0 +1,1 @@
+"""Flax (linen) networks used by jflows' bijectors; import each from its module."""
