@@ -60,8 +60,8 @@ class ConcatTimeMLP(nn.Module):
         h = h + _TimeVector(widths[0], use_bias=False, name="time")(t, h.dtype)
         if cond is not None:
             h = h + nn.Dense(widths[0], use_bias=False, name="cond")(jnp.asarray(cond, z.dtype))
-        for width in widths[1:]:
-            h = nn.Dense(width)(self.activation(h))
+        for i, width in enumerate(widths[1:], start=1):
+            h = nn.Dense(width, name=f"dense_{i}")(self.activation(h))
         return h
 
 

@@ -18,10 +18,12 @@ def test_concat_time_mlp_is_an_mlp_on_z_t_and_cond():
     z, cond = jax.random.normal(KEY, (6, 3)), jax.random.normal(jax.random.key(1), (6, 2))
     params = net.init(KEY, 0.0, z, cond)["params"]
     t = 0.7
-    h = jnp.concatenate([z, cond, jnp.full((6, 1), t)], -1)
-    h = jnp.tanh(dense(params["Dense_0"], h))
-    h = jnp.tanh(dense(params["Dense_1"], h))
-    expected = dense(params["Dense_2"], h)
+    # The first layer is one Dense on the concatenation [z, t, cond].
+    kernel = jnp.concatenate([params["input"]["kernel"], params["time"]["dense"]["kernel"],
+                              params["cond"]["kernel"]], axis=0)
+    h = jnp.concatenate([z, jnp.full((6, 1), t), cond], -1) @ kernel + params["input"]["bias"]
+    h = jnp.tanh(dense(params["dense_1"], jnp.tanh(h)))
+    expected = dense(params["dense_2"], h)
     np.testing.assert_allclose(net.apply({"params": params}, t, z, cond), expected, rtol=1e-5)
     # One cond for the whole batch broadcasts like a per-row copy.
     tiled = net.apply({"params": params}, t, z, jnp.tile(cond[:1], (6, 1)))
@@ -34,9 +36,10 @@ def test_concat_squash_dense_gates_and_shifts_by_time():
     params = layer.init(KEY, 0.0, h)["params"]
     t = -0.4
     column = jnp.full((5, 1), t)
-    expected = (dense(params["linear"], h) * jax.nn.sigmoid(dense(params["gate"], column))
-                + column @ params["shift"]["kernel"])
-    assert "bias" not in params["shift"]
+    gate, shift = params["gate"]["dense"], params["shift"]["dense"]
+    expected = (dense(params["linear"], h) * jax.nn.sigmoid(dense(gate, column))
+                + column @ shift["kernel"])
+    assert "bias" not in shift
     np.testing.assert_allclose(layer.apply({"params": params}, t, h), expected, rtol=1e-5)
 
 
