@@ -112,6 +112,7 @@ def train(config: Config, data: np.ndarray, test: np.ndarray, workdir: Path) -> 
     history = [record["train"] for record in result.history]
     return {
         "flow": flow, "params": params, "state": state, "initial_params": train_state.params,
+        "nll_train_initial": negative_log_likelihood(flow, train_state.params, state, data),
         "nll_train": negative_log_likelihood(flow, params, state, data),
         "nll_test": negative_log_likelihood(flow, params, state, test),
         "wall_seconds": wall,
@@ -133,7 +134,8 @@ def load_toy(name: str, config: Config):
 
 def summary(name: str, run: dict, config: Config) -> dict:
     return {
-        "dataset": name, "epochs": config.epochs, "nll_train": run["nll_train"],
+        "dataset": name, "epochs": config.epochs, "nll_train_initial": run["nll_train_initial"],
+        "nll_train": run["nll_train"],
         "nll_test": run["nll_test"], "seconds_per_epoch": run["seconds_per_epoch"],
         "first_epoch_seconds": run["first_epoch_seconds"], "wall_seconds": run["wall_seconds"],
         "final_nfe_per_solve": run["nfe_per_solve"][-1], "nfe_per_solve": run["nfe_per_solve"],

@@ -130,6 +130,9 @@ def ffjord(
         operations: exact gradients of the computed solution).
         ``diffrax.BacksolveAdjoint()`` is the paper's continuous adjoint (memory
         independent of the number of steps, gradients accurate to the tolerance).
+        Under ``shard_map``/``pmap`` (as in ``jflows.train.fit``) differentiating
+        ``RecursiveCheckpointAdjoint`` fails on JAX 0.10 with equinox 0.13 (diffrax
+        issue #765); use ``BacksolveAdjoint()`` or ``DirectAdjoint()`` there.
       trace: the Jacobian-trace estimator for ``train=True`` calls:
         :func:`~jflows.ode.exact_trace` (default) or
         :func:`~jflows.ode.hutchinson_trace`. Hutchinson draws its noise once per solve
