@@ -39,3 +39,6 @@ OTHER_TOYS = ("8gaussians", "checkerboard", "pinwheel", "rings")
 
 RNODE_WEIGHTS = (0.01, 0.1)
 """lambda_K = lambda_J of the RNODE runs (both integrals are exact with the exact trace)."""
+
+PAPER_TOLERANCES = (1e-5, 1e-5)
+"""FFJORD's rtol, atol: the RNODE comparison also runs here, where solves take more steps."""

@@ -13,8 +13,8 @@ Parts (each writes under ``out_dir``):
 * ``toys``: the same on :data:`~experiments.ffjord_toy.config.OTHER_TOYS`, and a grid of
   learned densities (``density_grid.png``) with moons.
 * ``rnode``: moons with RNODE (kinetic energy + Jacobian Frobenius, each weight of
-  ``RNODE_WEIGHTS`` for both): NFE per solve, seconds per epoch and NLL against the plain
-  moons run.
+  ``RNODE_WEIGHTS`` for both) at the tutorial's tolerances and at the paper's
+  (``PAPER_TOLERANCES``): NFE per solve, seconds per epoch and NLL against the plain runs.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ from pathlib import Path
 import diffrax
 import jax
 import jax.numpy as jnp
-import jflows.train as jt
 import numpy as np
 import optax
 
 import jflows.bijectors as jb
 import jflows.data as jdata
+import jflows.train as jt
 from experiments.ffjord_toy import plots
-from experiments.ffjord_toy.config import OTHER_TOYS, RNODE_WEIGHTS, Config
+from experiments.ffjord_toy.config import OTHER_TOYS, PAPER_TOLERANCES, RNODE_WEIGHTS, Config
 from jflows.distributions import diag_normal, transformed
 from jflows.nets.odenet import ConcatTimeMLP
 from jflows.ode import (
@@ -171,15 +171,23 @@ def main(config: Config, parts=("moons", "toys", "rnode"), toys=OTHER_TOYS) -> d
                 plots.four_panel(moons["flow"], params, moons["state"], moons["data"], key,
                                  out / f"moons_{when}.png", f"moons, {when} of training")
     if "rnode" in parts:
+        rtol, atol = PAPER_TOLERANCES
+        paper = dataclasses.replace(config, rtol=rtol, atol=atol)
+        run("moons", paper, "moons_paper_tol")
         for weight in RNODE_WEIGHTS:
-            tag = f"moons_rnode_{weight:g}"
-            run("moons", dataclasses.replace(config, kinetic_weight=weight,
-                                             jacobian_weight=weight), tag)
-            plots.four_panel(runs[tag]["flow"], runs[tag]["params"], runs[tag]["state"],
-                             runs[tag]["data"], key, out / f"{tag}_end.png",
-                             f"moons with RNODE (weights {weight:g}), end of training")
-        plots.rnode_comparison({tag: results[tag] for tag in results if tag.startswith("moons")},
-                               out / "rnode.png")
+            for prefix, base_config in (("moons", config), ("moons_paper_tol", paper)):
+                tag = f"{prefix}_rnode_{weight:g}"
+                run("moons", dataclasses.replace(base_config, kinetic_weight=weight,
+                                                 jacobian_weight=weight), tag)
+        plots.rnode_comparison(
+            {prefix: {tag: results[tag] for tag in results
+                      if tag == prefix or tag.startswith(f"{prefix}_rnode")}
+             for prefix in ("moons", "moons_paper_tol")},
+            out / "rnode.png")
+        tag = f"moons_paper_tol_rnode_{RNODE_WEIGHTS[-1]:g}"
+        plots.four_panel(runs[tag]["flow"], runs[tag]["params"], runs[tag]["state"],
+                         runs[tag]["data"], key, out / f"{tag}_end.png",
+                         f"moons, paper tolerances, RNODE {RNODE_WEIGHTS[-1]:g}, end of training")
     if "toys" in parts:
         for name in toys:
             run(name, config, name)

@@ -82,19 +82,21 @@ def density_grid(runs: dict, path: Path, resolution: int = 150) -> None:
     fig.savefig(path, dpi=80)
 
 
-def rnode_comparison(results: dict, path: Path) -> None:
-    """NFE per solve and training NLL per epoch of each run (with and without RNODE)."""
-    fig = Figure(figsize=(10, 4))
-    axes = fig.subplots(1, 2)
-    for tag, result in results.items():
-        epochs = np.arange(1, len(result["nfe_per_solve"]) + 1)
-        axes[0].plot(epochs, result["nfe_per_solve"], label=tag)
-        axes[1].plot(epochs, result["train_nll_per_epoch"], label=tag)
-    axes[0].set_ylabel("NFE per solve (training, data -> base)")
-    axes[1].set_ylabel("training NLL (nats)")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.legend()
-        ax.grid(alpha=0.3)
+def rnode_comparison(groups: dict, path: Path) -> None:
+    """Per group (a tolerance setting): NFE per solve and training NLL per epoch of each run."""
+    fig = Figure(figsize=(10, 4 * len(groups)))
+    axes = fig.subplots(len(groups), 2, squeeze=False)
+    for row, (group, results) in zip(axes, groups.items(), strict=True):
+        for tag, result in results.items():
+            epochs = np.arange(1, len(result["nfe_per_solve"]) + 1)
+            row[0].plot(epochs, result["nfe_per_solve"], label=tag)
+            row[1].plot(epochs, result["train_nll_per_epoch"], label=tag)
+        row[0].set_ylabel("NFE per solve (training, data -> base)")
+        row[1].set_ylabel("training NLL (nats)")
+        for ax in row:
+            ax.set_title(group)
+            ax.set_xlabel("epoch")
+            ax.legend()
+            ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

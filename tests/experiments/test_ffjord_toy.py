@@ -14,7 +14,8 @@ def test_ffjord_toy_smoke(tmp_path):
     config = dataclasses.replace(Config(), epochs=2, num_points=512, num_test_points=256,
                                  out_dir=str(tmp_path))
     results = main(config, parts=("moons", "toys", "rnode"), toys=("rings",))
-    assert set(results) == {"moons", "moons_rnode_0.01", "moons_rnode_0.1", "rings"}
+    assert set(results) == {"moons", "rings", "moons_paper_tol"} | {
+        f"{prefix}_rnode_{w}" for prefix in ("moons", "moons_paper_tol") for w in (0.01, 0.1)}
     for result in results.values():
         assert np.isfinite(result["nll_test"]) and result["seconds_per_epoch"] > 0
         assert result["final_nfe_per_solve"] >= 7  # Dopri5: at least one step
