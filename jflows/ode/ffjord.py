@@ -122,8 +122,8 @@ def ffjord(
         ``PIDController(rtol=1e-3, atol=1e-3)``, or a fixed grid
         ``diffrax.ConstantStepSize()`` with ``dt0`` (see BENCHMARKS.md for timings).
       dt0: first step size (required by ``ConstantStepSize``), given as a positive
-        number for ``t0 -> t1``; the inverse uses its negation. ``None``: the
-        controller picks.
+        number for ``t0 -> t1``; the inverse uses its negation. ``None``: diffrax's
+        choice (on diffrax 0.7 an ODE's first step is ``0.01``, then the controller's).
       max_steps: the solve fails (diffrax raises) beyond this many steps.
       adjoint: how gradients flow through the solve; default
         ``diffrax.RecursiveCheckpointAdjoint()`` (differentiates the solver's own

@@ -13,6 +13,9 @@ from tests.registry.ffjord import FIXED_GRID, MISMATCHED
 
 # A Hutchinson log-det is an estimate: it is not compared with the dense Jacobian.
 STOCHASTIC_CHECKS = tuple(name for name in CHECKS if name != "log_det_vs_jacobian")
+# An adaptive solve of a batch chooses its steps for the whole batch, so single events
+# under vmap (each with its own steps) agree only to the solver's tolerance, not to 1e-5.
+ADAPTIVE_CHECKS = tuple(name for name in CHECKS if name != "batch_matches_vmap")
 
 
 def mlp():
@@ -23,7 +26,7 @@ CASES = [
     BijectorCase("ffjord_exact_fixed_grid", lambda: ffjord(mlp(), **FIXED_GRID), (3,),
                  bad_inputs=MISMATCHED),
     BijectorCase("ffjord_default_adaptive", lambda: ffjord(mlp()), (2,),
-                 rtol=1e-4, atol=1e-4, jacobian_atol=1e-4),
+                 rtol=1e-4, atol=1e-4, jacobian_atol=1e-4, checks=ADAPTIVE_CHECKS),
     BijectorCase("ffjord_hutchinson_rademacher",
                  lambda: ffjord(mlp(), trace=hutchinson_trace("rademacher"), **FIXED_GRID),
                  (3,), needs_key=True, stochastic_log_det=True, checks=STOCHASTIC_CHECKS),
