@@ -207,8 +207,9 @@ def tfp_training_attempts(params_list, data):
 # --------------------------------------------------------------------------------------
 
 
-def interleaved_medians(functions: dict, repeats: int) -> dict:
-    """Median seconds per call of each (compiled) function, timed round-robin."""
+def interleaved_timings(functions: dict, repeats: int) -> dict:
+    """``{"median": {name: s}, "best": {name: s}}``: seconds per call of each (compiled)
+    function, timed round-robin so that changes in the machine's load hit all alike."""
     for fn in functions.values():
         jax.block_until_ready(fn())
     times = {name: [] for name in functions}
@@ -217,7 +218,8 @@ def interleaved_medians(functions: dict, repeats: int) -> dict:
             start = time.perf_counter()
             jax.block_until_ready(fn())
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return {"median": {name: statistics.median(ts) for name, ts in times.items()},
+            "best": {name: min(ts) for name, ts in times.items()}}
 
 
 def adam_step(loss_fn, optimizer):
@@ -264,7 +266,7 @@ def one_solve(blocks, points, tolerances, repeats, with_fast=False) -> dict:
     if with_fast:
         implementations["jflows_fast"] = jax.jit(
             lambda ps, x: [fast_block.forward(p, (), x) for p in ps])
-    seconds = interleaved_medians(
+    seconds = interleaved_timings(
         {name: (lambda fn=fn: fn(blocks, points)) for name, fn in implementations.items()},
         repeats)
     outputs = {name: fn(blocks, points) for name, fn in implementations.items()}
@@ -296,7 +298,8 @@ def one_solve(blocks, points, tolerances, repeats, with_fast=False) -> dict:
 
     return {
         "tolerances": list(tolerances),
-        "seconds": {name: value / len(blocks) for name, value in seconds.items()},
+        "seconds": {stat: {name: value / len(blocks) for name, value in values.items()}
+                    for stat, values in seconds.items()},
         "nfe": nfe,
         "max_abs_error": {name: largest_error(name) for name in value_and_log_det},
     }
@@ -331,7 +334,7 @@ def run(repeats: int, pretrain_steps: int, seed: int) -> dict:
     tfp_stack_fn = jax.jit(
         lambda x: (tfp_stack.forward(x), tfp_stack.forward_log_det_jacobian(x, event_ndims=1))
     )
-    results["stack"] = {"seconds": interleaved_medians({
+    results["stack"] = {"seconds": interleaved_timings({
         "jflows": lambda: jflows_stack(params["bijector"], base_points),
         "diffrax_direct": lambda: direct_stack(blocks, base_points),
         "tfp": lambda: tfp_stack_fn(base_points),
@@ -366,7 +369,7 @@ def run(repeats: int, pretrain_steps: int, seed: int) -> dict:
     }
     states = {name: optimizer.init(p) for name, (_, p) in steps.items()}
     key = jax.random.key(seed)
-    results["train_step"] = {"seconds": interleaved_medians({
+    results["train_step"] = {"seconds": interleaved_timings({
         name: (lambda s=s, p=p, o=states[name]: s(p, o, batch, key)[2])
         for name, (s, p) in steps.items()
     }, repeats)}
@@ -382,11 +385,20 @@ def report(results: dict) -> str:
     stack, train = results["stack"], results["train_step"]
     ms = lambda s: f"{1e3 * s:.2f}"  # noqa: E731
 
-    def row(what, seconds, cells=None):
-        jflows, direct, tfp = seconds["jflows"], seconds["diffrax_direct"], seconds.get("tfp")
-        cells = cells or [ms(jflows), ms(direct), ms(tfp)]
-        vs_tfp = f"{tfp / jflows:.2f}x" if tfp else "-"
-        return f"| {what} | {' | '.join(cells)} | {direct / jflows:.2f}x | {vs_tfp} |"
+    def row(what, seconds, tfp_cell=None):
+        """Cells ``median (best)`` in ms, ratios ``median-ratio (best-ratio)``."""
+        med, best = seconds["median"], seconds["best"]
+
+        def cell(name):
+            return f"{ms(med[name])} ({ms(best[name])})"
+
+        def ratio(name):
+            return f"{med[name] / med['jflows']:.2f}x ({best[name] / best['jflows']:.2f}x)"
+
+        has_tfp = "tfp" in med
+        cells = [cell("jflows"), cell("diffrax_direct"), cell("tfp") if has_tfp else tfp_cell,
+                 ratio("diffrax_direct"), ratio("tfp") if has_tfp else "-"]
+        return f"| {what} | {' | '.join(cells)} |"
 
     def nfe_row(what, nfe):
         return (f"| {what} | {nfe['jflows']:.1f} | {nfe['diffrax_direct_mean']:.1f} mean, "
@@ -397,23 +409,24 @@ def report(results: dict) -> str:
         f"parameters after {results['pretrain_steps']} jflows Adam steps on moons "
         f"(training NLL {results['pretrain_nll']:.3f})",
         "",
-        "| per call (256 points) | jflows | diffrax direct | TFP-JAX | direct / jflows "
-        "| TFP / jflows |",
+        "| per call (256 points) | jflows, ms | diffrax direct, ms | TFP-JAX, ms "
+        "| direct / jflows | TFP / jflows |",
         "|---|---|---|---|---|---|",
-        row("one solve with log-det, ms (tutorial tol.)", solve["seconds"]),
+        row("one solve with log-det (tutorial tol.)", solve["seconds"]),
         nfe_row("NFE per solve (tutorial tol.)", solve["nfe"]),
-        row("one solve with log-det, ms (paper tol. 1e-5)", paper["seconds"]),
+        row("one solve with log-det (paper tol. 1e-5)", paper["seconds"]),
         nfe_row("NFE per solve (paper tol.)", paper["nfe"]),
-        row("4-block forward with log-det, ms (TFP: public API, 2 solves per block)",
+        row("4-block forward with log-det (TFP: public API, 2 solves per block)",
             stack["seconds"]),
-        row("training step, ms (-mean log p, grad, Adam)", train["seconds"],
-            [ms(train["seconds"]["jflows"]), ms(train["seconds"]["diffrax_direct"]),
-             "cannot be differentiated"]),
+        row("training step (-mean log p, grad, Adam)", train["seconds"],
+            "cannot be differentiated"),
         "",
+        "Times: median (best) over interleaved repeats.",
         f"jflows fast option (Tsit5, rtol = atol = 1e-3): one solve "
-        f"{ms(solve['seconds']['jflows_fast'])} ms, {solve['nfe']['jflows_fast']:.1f} NFE; "
-        f"training step {ms(train['seconds']['jflows_fast'])} ms. Hutchinson (Rademacher) "
-        f"training step, tutorial solver: {ms(train['seconds']['jflows_hutchinson'])} ms. "
+        f"{ms(solve['seconds']['median']['jflows_fast'])} ms, "
+        f"{solve['nfe']['jflows_fast']:.1f} NFE; training step "
+        f"{ms(train['seconds']['median']['jflows_fast'])} ms. Hutchinson (Rademacher) training "
+        f"step, tutorial solver: {ms(train['seconds']['median']['jflows_hutchinson'])} ms. "
         f"4-block stack: {stack['jflows_nfe_per_solve']:.1f} NFE per solve.",
         "max |error| of one solve vs a float64 solve at 1e-11 (value, log-det), tutorial / "
         "paper tolerances: " + "; ".join(
