@@ -9,9 +9,10 @@ implementations run the same Flax network with the same parameters.
 * **jflows**: ``transformed(diag_normal, chain(ffjord, ...))``; one batched solve per
   block (one step size for the batch).
 * **TFP-JAX**: ``tfb.Chain`` of ``tfb.FFJORD`` with ``DormandPrince(atol=1e-5).solve`` and
-  ``trace_jacobian_exact``, as in the tutorial. Its public API solves twice per block to
-  get a value and its log-det (``forward`` and ``forward_log_det_jacobian`` do not share
-  the solve); the per-solve rows use the block's one-solve ``_augmented_forward``.
+  ``trace_jacobian_exact``, as in the tutorial. The per-solve rows use a block's
+  ``_augmented_forward`` (one solve giving the value and the log-det); the stack row uses
+  the public ``forward`` and ``forward_log_det_jacobian``, whose identical solves XLA
+  merges under ``jit`` (the compiled program has as many solver loops as ``forward``'s).
 * **diffrax direct**: written here after the diffrax CNF example (``jax.vmap`` of a
   per-point solve, exact trace from ``vjp`` rows of the identity), with the tutorial's
   solver settings.
@@ -416,7 +417,7 @@ def report(results: dict) -> str:
         nfe_row("NFE per solve (tutorial tol.)", solve["nfe"]),
         row("one solve with log-det (paper tol. 1e-5)", paper["seconds"]),
         nfe_row("NFE per solve (paper tol.)", paper["nfe"]),
-        row("4-block forward with log-det (TFP: public API, 2 solves per block)",
+        row("4-block forward with log-det (TFP: public forward + forward_log_det_jacobian)",
             stack["seconds"]),
         row("training step (-mean log p, grad, Adam)", train["seconds"],
             "cannot be differentiated"),
