@@ -378,6 +378,17 @@ def run(repeats: int, pretrain_steps: int, seed: int) -> dict:
         name: float(s(p, states[name], batch, key)[2]) for name, (s, p) in steps.items()
     }
     results["train_step"]["tfp"] = tfp_training_attempts(blocks, batch)
+
+    # The gradient of the training loss under each diffrax adjoint (plain jit).
+    adjoints = {"recursive_checkpoint": diffrax.RecursiveCheckpointAdjoint(),
+                "backsolve": diffrax.BacksolveAdjoint(), "direct": diffrax.DirectAdjoint()}
+    gradients = {}
+    for name, adjoint in adjoints.items():
+        adjoint_flow = jflows_flow(adjoint=adjoint, **PAPER)
+        gradients[name] = jax.jit(jax.value_and_grad(
+            lambda p, f=adjoint_flow: -jnp.mean(f.log_prob(p, state, batch, train=True)[0])))
+    results["adjoint_gradient"] = {"seconds": interleaved_timings(
+        {name: (lambda g=g: g(params)) for name, g in gradients.items()}, repeats)}
     return results
 
 
@@ -433,6 +444,9 @@ def report(results: dict) -> str:
         "paper tolerances: " + "; ".join(
             f"{k}: {v[0]:.1e}, {v[1]:.1e} / {paper['max_abs_error'][k][0]:.1e}, "
             f"{paper['max_abs_error'][k][1]:.1e}" for k, v in solve["max_abs_error"].items()),
+        "jflows gradient of the training loss per adjoint, ms, median (best): " + ", ".join(
+            f"{name} {ms(seconds)} ({ms(results['adjoint_gradient']['seconds']['best'][name])})"
+            for name, seconds in results["adjoint_gradient"]["seconds"]["median"].items()),
         "TFP-JAX gradient attempts: " + "; ".join(
             f"{k}: {v}" for k, v in train["tfp"].items()),
     ]
