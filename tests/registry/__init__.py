@@ -5,8 +5,8 @@ Each area of the library contributes a module with a ``CASES`` list; add new mod
 :mod:`jflows.testing` on every case.
 """
 
-from tests.registry import core, maf
+from tests.registry import core, ffjord, maf
 
-_MODULES = (core, maf)
+_MODULES = (core, maf, ffjord)
 
 CASES = [case for module in _MODULES for case in module.CASES]
