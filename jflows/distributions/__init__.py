@@ -1,4 +1,4 @@
-"""Distributions as pure functions: base distributions and transformed (flow) distributions."""
+"""Distributions as pure functions: base, transformed (flow) and PixelCNN++ distributions."""
 
 from jflows.distributions.base import (
     Distribution,
@@ -7,13 +7,17 @@ from jflows.distributions.base import (
     standard_normal,
     uniform,
 )
+from jflows.distributions.pixelcnn import PixelCNN, paper_optimizer, pixel_cnn
 from jflows.distributions.transformed import TransformedDistribution, transformed
 
 __all__ = [
     "Distribution",
+    "PixelCNN",
     "TransformedDistribution",
     "diag_normal",
     "logistic",
+    "paper_optimizer",
+    "pixel_cnn",
     "standard_normal",
     "transformed",
     "uniform",
