@@ -29,10 +29,10 @@ demo: install
 	$(PY) -m experiments.bijectors_intro --out runs/bijectors_intro
 
 test: install-dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --maxprocesses 4 $(PYTEST_ARGS)
 
 test-slow: install-dev
-	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -m slow -n auto --maxprocesses 4 $(PYTEST_ARGS)
 
 bench: install-dev
 	$(PY) -m benchmarks.elementwise_chain

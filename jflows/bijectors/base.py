@@ -33,6 +33,7 @@ functions and are the only place those derivations exist.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -100,6 +101,23 @@ def sum_rightmost(a: Array, n: int) -> Array:
     if n == 0:
         return a
     return jnp.sum(a, axis=tuple(range(a.ndim - n, a.ndim)))
+
+
+def sum_broadcast_event(log_det: Array, shape: tuple[int, ...], event_ndims: int) -> Array:
+    """``sum_rightmost(broadcast_to(log_det, shape), event_ndims)`` without materialising it.
+
+    Elementwise log-dets are often constants or parameter-shaped (e.g. ``log|s|`` of a
+    scale): axes along which ``log_det`` is broadcast are multiplied by their size instead
+    of summed, so a constant costs O(batch) rather than O(batch x event).
+    """
+    log_det = jnp.asarray(log_det)
+    ndim = len(shape)
+    log_det = log_det.reshape((1,) * (ndim - log_det.ndim) + log_det.shape)
+    event_axes = tuple(range(ndim - event_ndims, ndim))
+    repeats = math.prod(shape[a] for a in event_axes if log_det.shape[a] == 1)
+    summed = jnp.sum(log_det, axis=event_axes) if event_axes else log_det
+    return jnp.broadcast_to(summed * repeats if repeats != 1 else summed,
+                            tuple(shape[: ndim - event_ndims]))
 
 
 def reduce_to_batch(log_det: Array, batch_ndim: int) -> Array:

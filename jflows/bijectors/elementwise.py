@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax.experimental import checkify
 from jax.scipy.special import ndtr, ndtri
 
-from jflows.bijectors.base import EMPTY, Bijector, check_event_rank, sum_rightmost
+from jflows.bijectors.base import EMPTY, Bijector, check_event_rank, sum_broadcast_event
 
 ElementFn = Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]
 DomainCheck = Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]
@@ -98,7 +98,7 @@ def elementwise(
         return p
 
     def _reduce(log_det, x):
-        return sum_rightmost(jnp.broadcast_to(log_det, x.shape), event_ndims)
+        return sum_broadcast_event(log_det, x.shape, event_ndims)
 
     def init(key, x):
         del key
@@ -153,8 +153,8 @@ def shift(shift=None, *, param_shape=(), event_ndims: int = 0) -> Bijector:
         "shift",
         lambda p, x: x + p["shift"],
         lambda p, y: y - p["shift"],
-        lambda p, x: jnp.zeros_like(x),
-        lambda p, y: jnp.zeros_like(y),
+        lambda p, x: jnp.zeros((), x.dtype),
+        lambda p, y: jnp.zeros((), y.dtype),
         constants={} if shift is None else {"shift": shift},
         learnable={"shift": _zeros} if shift is None else {},
         param_shape=param_shape,
@@ -362,7 +362,7 @@ def identity(*, event_ndims: int = 0) -> Bijector:
         "identity",
         lambda p, x: x,
         lambda p, y: y,
-        lambda p, x: jnp.zeros_like(x),
-        lambda p, y: jnp.zeros_like(y),
+        lambda p, x: jnp.zeros((), x.dtype),
+        lambda p, y: jnp.zeros((), y.dtype),
         event_ndims=event_ndims,
     )

@@ -1,0 +1,1 @@
+"""Experiments reproducing published results; run each with ``python -m experiments.<name>``."""
