@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -33,6 +31,7 @@ import numpy as np
 import optax
 
 import jflows.distributions as jd
+from benchmarks.timing import machine_description, median_seconds
 from jflows.distributions.pixelcnn import row_bands
 
 CONFIGS = {
@@ -47,15 +46,6 @@ CONFIGS = {
     "cifar10_paper": dict(image_shape=(32, 32, 3), num_resnet=5, num_hierarchies=3,
                           num_filters=160, num_logistic_mix=10),
 }
-
-
-def _time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def bench_train(model, params, batch, steps):
@@ -91,8 +81,8 @@ def bench_sampling(model, params, sample_batches, num_row_buckets, repeats):
             band = model.network.clone(image_shape=(stop, *model.event_shape[1:]))
             apply = jax.jit(band.apply)
             images = jnp.zeros((n, stop, *model.event_shape[1:]), jnp.int32)
-            jax.block_until_ready(apply({"params": params}, images))
-            passes[stop] = _time(lambda a=apply, x=images: a({"params": params}, x), repeats)
+            passes[stop] = median_seconds(lambda a=apply, x=images: a({"params": params}, x),
+                                          repeats=repeats, warmup=1)
             total += (stop - start) * width * passes[stop]
         result[n] = {"pass_s_by_band_height": passes, "estimated_sample_s": total,
                      "full_pass_baseline_s": height * width * passes[height]}
@@ -133,8 +123,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     sample_batches = [int(b) for b in args.sample_batches.split(",")]
 
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-               f"jax {jax.__version__} on {jax.devices()[0].platform}")
+    machine = machine_description()
     print(f"# PixelCNN++ benchmark: {machine}")
     results = {"machine": machine, "args": vars(args), "configs": {}}
     for name in args.configs.split(","):
@@ -144,10 +133,10 @@ def main(argv=None):
         n_params = sum(x.size for x in jax.tree.leaves(params))
         entry = {"config": cfg, "num_params": int(n_params)}
         entry["train"] = bench_train(model, params, args.batch, args.train_steps)
+        train = entry["train"]
         print(f"{name}: {n_params / 1e6:.2f}M params, train batch {args.batch}: "
-              f"{entry['train']['images_per_s']:.2f} images/s "
-              f"(step {entry['train']['step_s']:.2f} s, compile {entry['train']['compile_s']:.0f} s)",
-              flush=True)
+              f"{train['images_per_s']:.2f} images/s "
+              f"(step {train['step_s']:.2f} s, compile {train['compile_s']:.0f} s)", flush=True)
         if not args.no_sampling:
             entry["sampling"] = bench_sampling(model, params, sample_batches,
                                                args.num_row_buckets, args.repeats)

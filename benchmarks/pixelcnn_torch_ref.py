@@ -5,9 +5,11 @@ jflows venv); prints one JSON line. The reference code is not part of jflows: ge
 
     git clone https://github.com/pclucas14/pixel-cnn-pp /tmp/pixel-cnn-pp
 
-and pass ``--ref /tmp/pixel-cnn-pp``. Its loss and sampling helpers call ``.cuda()``
-unconditionally; on a CPU-only machine this harness makes ``Tensor.cuda`` the identity for
-the run (nothing else is changed). Its architecture is fixed at three hierarchies and it is
+and pass ``--ref /tmp/pixel-cnn-pp``. Two run-time adaptations, nothing else changed: its
+loss and sampling helpers call ``.cuda()`` unconditionally, so on a CPU-only machine
+``Tensor.cuda`` is the identity for the run; and ``utils.py`` has one Python 2 statement
+(``print e`` in ``load_part_of_model``, unused here), rewritten in memory as ``print(e)``
+when the module is loaded. Its architecture is fixed at three hierarchies and it is
 unconditional, so the comparison uses unconditional grayscale models on both sides.
 Sampling is the reference's own scheme: one full network pass per pixel.
 """
@@ -16,6 +18,8 @@ import argparse
 import json
 import sys
 import time
+import types
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +43,11 @@ def main():
     torch.manual_seed(0)
     torch.Tensor.cuda = lambda self, *a, **k: self  # CPU run of CUDA-only helper code
     sys.path.insert(0, args.ref)
+    utils = types.ModuleType("utils")
+    utils.__file__ = str(Path(args.ref) / "utils.py")
+    source = Path(utils.__file__).read_text().replace("print e\n", "print(e)\n")
+    exec(compile(source, utils.__file__, "exec"), utils.__dict__)
+    sys.modules["utils"] = utils
     from model import PixelCNN  # noqa: E402  (the fetched reference code)
     from utils import discretized_mix_logistic_loss_1d, sample_from_discretized_mix_logistic_1d
 

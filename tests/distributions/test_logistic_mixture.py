@@ -60,7 +60,7 @@ def test_num_params_matches_the_reference_layout():
     assert lm.num_params(1, 5) == 15
 
 
-@pytest.mark.parametrize("log_scale_mean", [-6.0, -2.5, 0.0, 3.0])
+@pytest.mark.parametrize("log_scale_mean", [-6.0, 0.0, 3.0])
 def test_grayscale_sums_to_one_over_256_values(log_scale_mean):
     raw = random_raw(jax.random.key(0), (8,), 1, 5, loc_scale=1.5, log_scale_mean=log_scale_mean)
     x = jnp.broadcast_to(jnp.arange(256)[:, None, None], (256, 8, 1))
@@ -135,8 +135,9 @@ def test_finite_values_and_gradients_at_edges_and_extreme_params(channels):
                      + [jax.random.normal(jax.random.key(i), (p,)) * 50 for i in range(4)])
     raws = jnp.broadcast_to(raws[:, None], (raws.shape[0], 5, p))
     xs = jnp.broadcast_to(x, (raws.shape[0], 5, channels))
-    value, grad = jax.value_and_grad(lambda r: lm.log_prob(r, xs, num_mix).sum())(raws)
-    per_pixel = lm.log_prob(raws, xs, num_mix)
+    value_and_grad = jax.jit(jax.value_and_grad(lambda r: lm.log_prob(r, xs, num_mix).sum()))
+    value, grad = value_and_grad(raws)
+    per_pixel = jax.jit(lm.log_prob, static_argnums=2)(raws, xs, num_mix)
     assert np.all(np.isfinite(per_pixel)) and np.all(per_pixel <= 1e-6)
     assert np.isfinite(value) and np.all(np.isfinite(grad))
 

@@ -38,10 +38,11 @@ def pixel_dependence(net, variables, image, cond=None):
     return np.abs(np.asarray(jac)).sum(axis=(2, 5))
 
 
-# Each num_hierarchies and each num_resnet once by default; the whole grid with -m slow.
-DEPTHS = [(1, 0), (2, 2), (3, 1)]
+# Each num_hierarchies and each num_resnet once by default (the cheapest pairing to
+# compile); the whole grid with -m slow.
+DEPTHS = [(1, 2), (2, 1), (3, 0)]
 SLOW_DEPTHS = [pytest.param(*d, marks=pytest.mark.slow)
-               for d in [(1, 1), (1, 2), (2, 0), (2, 1), (3, 0), (3, 2)]]
+               for d in [(1, 0), (1, 1), (2, 0), (2, 2), (3, 1), (3, 2)]]
 
 
 @pytest.mark.parametrize(("num_hierarchies", "num_resnet"), DEPTHS + SLOW_DEPTHS)
@@ -67,14 +68,14 @@ def test_output_ignores_the_current_and_later_pixels(num_hierarchies, num_resnet
 
 
 def test_conditioning_enters_every_gated_block_and_labels_match_one_hot():
-    net = PixelCNNNetwork((4, 4, 1), conditional_shape=(3,), num_resnet=1, num_hierarchies=2,
+    net = PixelCNNNetwork((4, 4, 1), conditional_shape=(3,), num_resnet=0, num_hierarchies=2,
                           num_filters=4, num_logistic_mix=2)
     images = jax.random.randint(jax.random.key(3), (2, 4, 4, 1), 0, 256)
     labels = jnp.array([0, 2])
     init, apply = jitted(net)
     variables = init(init_key(4), images, labels)
     blocks = [name for name in variables["params"] if name.startswith(("up_", "down_"))]
-    assert len(blocks) == 2 * (2 * 1 + 1 + 2)  # u and ul: up 1+1, down 1 + (1+1)
+    assert len(blocks) == 2  # num_resnet=0: one block pair (u, ul), at the finer level
     for name in blocks:
         assert variables["params"][name]["cond"]["kernel"].shape == (3, 8)  # to both gate halves
     out_labels = apply(variables, images, labels)
@@ -103,7 +104,7 @@ def test_weight_norm_data_init_standardises_each_layer_output():
 
 
 def test_data_init_of_the_whole_network_standardises_its_output():
-    net = PixelCNNNetwork((6, 6, 1), num_resnet=1, num_hierarchies=2, num_filters=8,
+    net = PixelCNNNetwork((6, 6, 1), num_resnet=0, num_hierarchies=2, num_filters=8,
                           num_logistic_mix=3)
     images = jax.random.randint(jax.random.key(7), (16, 6, 6, 1), 0, 256)
     init, apply = jitted(net)
@@ -131,7 +132,7 @@ def test_dropout_uses_its_own_rng_only_in_training():
 
 
 def test_without_weight_norm():
-    net = PixelCNNNetwork((4, 4, 1), num_resnet=1, num_hierarchies=2, num_filters=4,
+    net = PixelCNNNetwork((4, 4, 1), num_resnet=0, num_hierarchies=2, num_filters=4,
                           num_logistic_mix=1, use_weight_norm=False)
     images = jnp.zeros((1, 4, 4, 1))
     init, apply = jitted(net)
