@@ -1,0 +1,75 @@
+"""Child process of test_parallel.py: trains the batch-norm flow on 1 and 8 fake CPU devices.
+
+Run as ``python -m tests.train.parity_child OUT.npz`` with
+``XLA_FLAGS=--xla_force_host_platform_device_count=8``. Saves, for the plain-jit reference
+(``axis_name=None`` model on the whole global batch) and for every (mode, device count),
+the params and model state after 20 steps, whether all device replicas were identical,
+and the validation loss that ``fit`` computes on 8 devices with a ragged last batch next
+to the direct mean over the whole validation set.
+"""
+
+import sys
+
+import jax
+import numpy as np
+
+import jflows.train as jt
+from tests.train import models
+
+STEPS, GLOBAL_BATCH = 20, 64
+
+
+def flat(tree, prefix):
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    return {f"{prefix}{jax.tree_util.keystr(path)}": np.asarray(leaf) for path, leaf in leaves}
+
+
+def replicas_identical(runner, tree):
+    for leaf in jax.tree.leaves(tree):
+        shards = [np.asarray(s.data) for s in leaf.addressable_shards]
+        if runner.mode == "pmap":  # a leading device axis: one row per device
+            shards = [row for s in shards for row in s]
+        if any(not np.array_equal(shards[0], s) for s in shards[1:]):
+            return False
+    return True
+
+
+def main(out):
+    assert jax.device_count() == 8, jax.devices()
+    train = models.batches(models.data(STEPS * GLOBAL_BATCH), GLOBAL_BATCH)
+    results = {}
+
+    flow_ref = models.make_flow(axis_name=None)
+    step_ref = jax.jit(jt.make_train_step(models.make_loss_fn(flow_ref), models.optimizer(),
+                                          axis_name=None))
+    state = models.initial_state(flow_ref)
+    for batch in train:
+        state, _ = step_ref(state, batch)
+    results.update(flat((state.params, state.model_state), "reference"))
+
+    flow = models.make_flow()
+    step = jt.make_train_step(models.make_loss_fn(flow), models.optimizer())
+    for mode in ("pmap", "shard_map"):
+        for n in (1, 8):
+            runner = jt.data_parallel(step, mode, jax.devices()[:n])
+            dstate = runner.replicate(models.initial_state(flow))
+            for batch in train:
+                dstate, metrics = runner(dstate, batch)
+            results[f"identical/{mode}/{n}"] = np.array(
+                replicas_identical(runner, (dstate.params, dstate.model_state, metrics)))
+            host = runner.unreplicate(dstate)
+            results.update(flat((host.params, host.model_state), f"{mode}/{n}"))
+
+    valid = models.data(203, seed=7)
+    valid_batches = [{"x": valid["x"][i:i + GLOBAL_BATCH]} for i in range(0, 203, GLOBAL_BATCH)]
+    fitted = jt.fit(models.initial_state(flow), step, train[:4], epochs=1,
+                    eval_step=jt.make_eval_step(models.make_eval_fn(flow)),
+                    validation_data=valid_batches, progress=False, prefetch=0)
+    log_prob, _ = flow_ref.log_prob(fitted.state.params, fitted.state.model_state, valid["x"])
+    results["fit/validation_loss"] = np.array(fitted.history[-1]["validation"]["loss"])
+    results["fit/direct_loss"] = np.asarray(-log_prob.mean(), np.float64)
+    np.savez(out, **results)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

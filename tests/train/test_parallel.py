@@ -1,0 +1,33 @@
+"""1 vs 8 fake CPU devices under pmap and shard_map: same params after 20 steps."""
+
+import numpy as np
+import pytest
+
+from tests.train.subprocess_util import run_module
+
+
+@pytest.fixture(scope="module")
+def parity(tmp_path_factory):
+    out = tmp_path_factory.mktemp("parity") / "parity.npz"
+    run_module("tests.train.parity_child", out, devices=8)
+    return dict(np.load(out))
+
+
+@pytest.mark.parametrize("mode", ["pmap", "shard_map"])
+@pytest.mark.parametrize("devices", [1, 8])
+def test_data_parallel_training_matches_one_device_on_the_global_batch(parity, mode, devices):
+    names = [k[len("reference"):] for k in parity if k.startswith("reference")]
+    assert any("mean" in name for name in names)  # the batch-norm statistics are compared
+    for name in names:
+        np.testing.assert_allclose(parity[f"{mode}/{devices}{name}"], parity[f"reference{name}"],
+                                   rtol=2e-4, atol=2e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("mode", ["pmap", "shard_map"])
+def test_params_model_state_and_metrics_stay_identical_on_every_device(parity, mode):
+    assert parity[f"identical/{mode}/8"]
+
+
+def test_validation_with_a_ragged_last_batch_is_the_exact_mean(parity):
+    np.testing.assert_allclose(parity["fit/validation_loss"], parity["fit/direct_loss"],
+                               rtol=1e-5)
