@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest.importorskip("jflows.train", reason="the experiments train through jflows.train")
+
 from experiments.pixelcnn_mnist import config as mnist_config
 from experiments.pixelcnn_mnist.main import main as mnist_main
 from experiments.pixelcnn_quickdraw import config as quickdraw_config
