@@ -102,6 +102,7 @@ def test_row_bands():
         row_bands(4, 0)
 
 
+@pytest.mark.slow  # ~40 s of compilation; the experiments' smoke tests also train
 def test_data_dependent_init_and_dropout_training_loss_goes_down():
     model = jd.pixel_cnn((4, 4, 1), conditional_shape=(2,), dropout_p=0.5, **SMALL)
     images = jax.random.randint(jax.random.key(10), (16, 4, 4, 1), 0, 256) // 64 * 64
