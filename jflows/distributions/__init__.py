@@ -1,4 +1,4 @@
-"""Distributions as pure functions: base distributions and transformed (flow) distributions."""
+"""Distributions as pure functions: base, transformed (flow) and PixelCNN++ distributions."""
 
 from jflows.distributions.base import (
     Distribution,
@@ -8,14 +8,18 @@ from jflows.distributions.base import (
     uniform,
 )
 from jflows.distributions.mixture import mog_made
+from jflows.distributions.pixelcnn import PixelCNN, paper_optimizer, pixel_cnn
 from jflows.distributions.transformed import TransformedDistribution, transformed
 
 __all__ = [
     "Distribution",
+    "PixelCNN",
     "TransformedDistribution",
     "diag_normal",
     "logistic",
     "mog_made",
+    "paper_optimizer",
+    "pixel_cnn",
     "standard_normal",
     "transformed",
     "uniform",

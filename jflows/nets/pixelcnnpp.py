@@ -1,0 +1,275 @@
+"""The PixelCNN++ network (Salimans, Karpathy, Chen, Kingma 2017) as a Flax linen module.
+
+The network maps an image ``(B, H, W, C)`` of pixel values in ``[0, 255]`` to the raw
+parameters of a discretized logistic mixture at every pixel, ``(B, H, W, P)`` with
+``P = jflows.distributions.logistic_mixture.num_params(C, num_logistic_mix)``. The
+output at pixel ``(i, j)`` depends only on the pixels before it in raster order (rows
+above, then the pixels to its left), which makes the product of the per-pixel
+distributions a valid autoregressive model.
+
+Architecture, as in the paper and its reference code (``pixel_cnn_pp/model.py``,
+``nn.py``), re-written here:
+
+* Two streams without a blind spot (van den Oord et al. 2016): ``u`` sees the rows
+  strictly above a pixel (down-shifted ``2x3`` convolutions: zero padding of one row on
+  top and one column on each side, followed by a one-row :func:`down_shift` at the
+  input); ``ul`` sees the rows above and the pixels to the left (down-right-shifted
+  ``2x2`` convolutions, padded on top and left, and a :func:`right_shift` at the input).
+  A channel of ones is appended to the rescaled input so that the network can tell the
+  image from the zero padding.
+* Gated residual blocks (:class:`GatedResnet`) with concat-ELU:
+  ``c1 = conv(concat_elu(x)) + nin(concat_elu(a))``,
+  ``c2 = conv(dropout(concat_elu(c1))) + W_h h``, ``x + c2_a * sigmoid(c2_b)``, where
+  ``a`` is the skip input (the ``u`` stream for ``ul``; in the down pass, the matching
+  up-pass activation) and ``h`` the conditioning vector, projected and added to both
+  halves of the gate.
+* ``num_hierarchies`` resolutions: an up pass of ``num_resnet`` blocks per resolution
+  with stride-2 shifted convolutions between them, and a down pass that upsamples with
+  stride-2 shifted transposed convolutions and consumes every up-pass activation as a
+  skip input (``num_resnet`` blocks at the coarsest level, ``num_resnet + 1`` at the
+  others), a U-Net shape. Sizes not divisible by 2 are handled: downsampling gives
+  ``ceil(n / 2)``, upsampling is cropped back to the skip's size (cropping bottom rows
+  and right columns keeps the model causal).
+* Weight normalisation ``W = g V / ||V||`` (Salimans & Kingma 2016) on every
+  convolution, with optional data-dependent initialisation (``data_init=True`` with
+  ``mutable=['params']``: each layer rescales ``g`` and shifts ``b`` so that its
+  output has zero mean and variance ``init_scale**2`` over the given batch; the second
+  convolution of each block uses ``init_scale = 0.1`` as in the reference).
+
+Parameter names follow TFP's ``tfd.PixelCNN`` (``image_shape``, ``conditional_shape``,
+``num_resnet``, ``num_hierarchies``, ``num_filters``, ``num_logistic_mix``,
+``dropout_p``, ``use_weight_norm``). Dropout draws from the ``'dropout'`` RNG stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jflows.distributions.logistic_mixture import NUM_VALUES, num_params
+
+_DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+
+
+def concat_elu(x: jax.Array) -> jax.Array:
+    """``elu([x, -x])`` on the channel axis (doubles the channels)."""
+    return jax.nn.elu(jnp.concatenate([x, -x], axis=-1))
+
+
+def down_shift(x: jax.Array) -> jax.Array:
+    """Shift ``(B, H, W, C)`` down by one row, filling the top row with zeros."""
+    return jnp.pad(x, ((0, 0), (1, 0), (0, 0), (0, 0)))[:, :-1]
+
+
+def right_shift(x: jax.Array) -> jax.Array:
+    """Shift ``(B, H, W, C)`` right by one column, filling the left column with zeros."""
+    return jnp.pad(x, ((0, 0), (0, 0), (1, 0), (0, 0)))[:, :, :-1]
+
+
+class WeightNormConv(nn.Module):
+    """A 2-D convolution or transposed convolution with optional weight normalisation.
+
+    ``y = conv(x, g * V / ||V||) + b`` with the norm over each output channel's
+    ``(kh, kw, in)`` kernel slice. ``padding`` is explicit ``((top, bottom), (left,
+    right))`` for a convolution; a transposed convolution (``transpose=True``) is the
+    plain 'VALID' one (output ``s (n - 1) + k``), which its caller crops.
+    """
+
+    features: int
+    kernel_size: tuple[int, int]
+    strides: tuple[int, int] = (1, 1)
+    padding: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
+    transpose: bool = False
+    use_weight_norm: bool = True
+    init_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, data_init: bool = False) -> jax.Array:
+        shape = (*self.kernel_size, x.shape[-1], self.features)
+        if self.use_weight_norm:
+            direction = self.param("kernel", nn.initializers.normal(0.05), shape)
+            scale = self.param("scale", nn.initializers.ones, (self.features,))
+            norm = jnp.sqrt(jnp.sum(jnp.square(direction), axis=(0, 1, 2)))
+            kernel = scale * direction / norm
+        else:
+            lecun = nn.initializers.variance_scaling(self.init_scale**2, "fan_in", "normal")
+            kernel = self.param("kernel", lecun, shape)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        if self.transpose:
+            y = jax.lax.conv_transpose(
+                x, kernel, self.strides, "VALID", dimension_numbers=_DIMENSION_NUMBERS
+            )
+        else:
+            y = jax.lax.conv_general_dilated(
+                x, kernel, self.strides, self.padding, dimension_numbers=_DIMENSION_NUMBERS
+            )
+        y = y + bias
+        if data_init:
+            if not self.use_weight_norm:
+                raise ValueError(
+                    "data-dependent initialisation needs weight normalisation "
+                    "(use_weight_norm=True), got use_weight_norm=False."
+                )
+            mean = jnp.mean(y, axis=(0, 1, 2))
+            factor = self.init_scale / jnp.sqrt(jnp.var(y, axis=(0, 1, 2)) + 1e-10)
+            self.put_variable("params", "scale", scale * factor)
+            self.put_variable("params", "bias", (bias - mean) * factor)
+            y = (y - mean) * factor
+        return y
+
+
+def down_shifted_conv(features, kernel_size=(2, 3), strides=(1, 1), **kwargs) -> WeightNormConv:
+    """Convolution whose output at ``(i, j)`` sees rows ``<= i`` only (pad top and sides)."""
+    kh, kw = kernel_size
+    padding = ((kh - 1, 0), ((kw - 1) // 2, (kw - 1) // 2))
+    return WeightNormConv(features, kernel_size, strides, padding, **kwargs)
+
+
+def down_right_shifted_conv(
+    features, kernel_size=(2, 2), strides=(1, 1), **kwargs
+) -> WeightNormConv:
+    """Convolution whose output at ``(i, j)`` sees rows ``<= i`` and columns ``<= j``."""
+    kh, kw = kernel_size
+    return WeightNormConv(features, kernel_size, strides, ((kh - 1, 0), (kw - 1, 0)), **kwargs)
+
+
+def _crop_upsampled(y: jax.Array, size: tuple[int, int], left: int) -> jax.Array:
+    """Keep rows ``[0, h)`` and columns ``[left, left + w)`` of a transposed conv output."""
+    h, w = size
+    return y[:, :h, left : left + w]
+
+
+class GatedResnet(nn.Module):
+    """Gated residual block; ``shift`` is ``'down'`` (u stream) or ``'down_right'`` (ul)."""
+
+    shift: str
+    dropout_p: float = 0.5
+    use_weight_norm: bool = True
+
+    @nn.compact
+    def __call__(self, x, skip=None, h=None, *, train=False, data_init=False):
+        filters = x.shape[-1]
+        conv = down_shifted_conv if self.shift == "down" else down_right_shifted_conv
+        wn = {"use_weight_norm": self.use_weight_norm}
+        c1 = conv(filters, name="conv_in", **wn)(concat_elu(x), data_init=data_init)
+        if skip is not None:
+            nin = WeightNormConv(filters, (1, 1), name="skip", **wn)
+            c1 = c1 + nin(concat_elu(skip), data_init=data_init)
+        c1 = nn.Dropout(self.dropout_p, deterministic=not train)(concat_elu(c1))
+        c2 = conv(2 * filters, init_scale=0.1, name="conv_out", **wn)(c1, data_init=data_init)
+        if h is not None:
+            proj = nn.Dense(
+                2 * filters, use_bias=False, kernel_init=nn.initializers.normal(0.05),
+                name="cond",
+            )
+            c2 = c2 + proj(h)[:, None, None, :]
+        value, gate = jnp.split(c2, 2, axis=-1)
+        return x + value * jax.nn.sigmoid(gate)
+
+
+def conditioning_vector(cond, conditional_shape: Sequence[int] | None, batch: int, name: str):
+    """``cond`` as a ``(batch, d)`` float matrix, or ``None`` for an unconditional model.
+
+    Accepts ``(batch,) + conditional_shape`` arrays, or integer class labels of shape
+    ``(batch,)`` when ``conditional_shape == (num_classes,)`` (one-hot encoded here).
+    """
+    if conditional_shape is None:
+        if cond is not None:
+            raise ValueError(f"{name}: the model is unconditional (conditional_shape=None) "
+                             f"but cond of shape {tuple(jnp.shape(cond))} was given.")
+        return None
+    conditional_shape = tuple(conditional_shape)
+    if cond is None:
+        raise ValueError(f"{name}: the model is conditional (conditional_shape="
+                         f"{conditional_shape}) but cond is None.")
+    cond = jnp.asarray(cond)
+    if (jnp.issubdtype(cond.dtype, jnp.integer) and cond.shape == (batch,)
+            and len(conditional_shape) == 1):
+        return jax.nn.one_hot(cond, conditional_shape[0])
+    if cond.shape != (batch, *conditional_shape):
+        raise ValueError(
+            f"{name}: expected cond of shape {(batch, *conditional_shape)} (batch + "
+            f"conditional_shape) or integer labels of shape {(batch,)}, got {cond.shape}."
+        )
+    return cond.reshape(batch, -1).astype(jnp.result_type(float))
+
+
+class PixelCNNNetwork(nn.Module):
+    """PixelCNN++: images ``(B, H, W, C)`` in ``[0, 255]`` -> mixture params ``(B, H, W, P)``.
+
+    See the module docstring for the architecture. ``cond``: ``(B,) + conditional_shape``
+    floats or integer class labels ``(B,)`` (see :func:`conditioning_vector`).
+    """
+
+    image_shape: tuple[int, int, int]
+    conditional_shape: tuple[int, ...] | None = None
+    num_resnet: int = 5
+    num_hierarchies: int = 3
+    num_filters: int = 160
+    num_logistic_mix: int = 10
+    dropout_p: float = 0.5
+    use_weight_norm: bool = True
+
+    @nn.compact
+    def __call__(self, images, cond=None, *, train: bool = False, data_init: bool = False):
+        image_shape = tuple(self.image_shape)
+        if images.ndim != 4 or tuple(images.shape[1:]) != image_shape:
+            raise ValueError(f"PixelCNNNetwork: expected images of shape (batch, *{image_shape})"
+                             f", got {tuple(images.shape)}.")
+        if self.num_hierarchies < 1 or self.num_resnet < 0:
+            raise ValueError(f"PixelCNNNetwork: need num_hierarchies >= 1 and num_resnet >= 0, "
+                             f"got {self.num_hierarchies} and {self.num_resnet}.")
+        batch = images.shape[0]
+        h = conditioning_vector(cond, self.conditional_shape, batch, "PixelCNNNetwork")
+        x = images.astype(jnp.result_type(float)) * (2.0 / (NUM_VALUES - 1)) - 1.0
+        x = jnp.concatenate([x, jnp.ones_like(x[..., :1])], axis=-1)
+        f, di = self.num_filters, {"data_init": data_init}
+        wn = {"use_weight_norm": self.use_weight_norm}
+        block = {"dropout_p": self.dropout_p, "use_weight_norm": self.use_weight_norm}
+        run = {"train": train, "data_init": data_init}
+
+        # Up pass: stream u sees the rows above, stream ul also the pixels to the left.
+        u = down_shift(down_shifted_conv(f, (2, 3), name="in_u", **wn)(x, **di))
+        ul = down_shift(down_shifted_conv(f, (1, 3), name="in_ul_above", **wn)(x, **di))
+        ul = ul + right_shift(
+            down_right_shifted_conv(f, (2, 1), name="in_ul_left", **wn)(x, **di))
+        us, uls = [u], [ul]
+        for level in range(self.num_hierarchies):
+            if level > 0:
+                u = down_shifted_conv(
+                    f, strides=(2, 2), name=f"downsample_{level}_u", **wn)(u, **di)
+                ul = down_right_shifted_conv(
+                    f, strides=(2, 2), name=f"downsample_{level}_ul", **wn)(ul, **di)
+                us.append(u)
+                uls.append(ul)
+            for i in range(self.num_resnet):
+                u = GatedResnet("down", name=f"up_{level}_{i}_u", **block)(u, None, h, **run)
+                ul = GatedResnet("down_right", name=f"up_{level}_{i}_ul", **block)(
+                    ul, u, h, **run)
+                us.append(u)
+                uls.append(ul)
+
+        # Down pass: upsample and consume every up-pass activation as a skip input.
+        u, ul = us.pop(), uls.pop()
+        top = self.num_hierarchies - 1
+        for level in reversed(range(self.num_hierarchies)):
+            if level < top:
+                size = us[-1].shape[1:3]
+                u = WeightNormConv(f, (2, 3), (2, 2), transpose=True, name=f"upsample_{level}_u",
+                                   **wn)(u, **di)
+                u = _crop_upsampled(u, size, left=1)
+                ul = WeightNormConv(f, (2, 2), (2, 2), transpose=True,
+                                    name=f"upsample_{level}_ul", **wn)(ul, **di)
+                ul = _crop_upsampled(ul, size, left=0)
+            for i in range(self.num_resnet + (level < top)):
+                u = GatedResnet("down", name=f"down_{level}_{i}_u", **block)(
+                    u, us.pop(), h, **run)
+                ul = GatedResnet("down_right", name=f"down_{level}_{i}_ul", **block)(
+                    ul, jnp.concatenate([u, uls.pop()], axis=-1), h, **run)
+        assert not us and not uls, "every up-pass activation is consumed once"
+
+        out = num_params(image_shape[-1], self.num_logistic_mix)
+        return WeightNormConv(out, (1, 1), name="out", **wn)(jax.nn.elu(ul), **di)

@@ -1,0 +1,156 @@
+"""The PixelCNN++ distribution: normalisation over every image, sampling, init, training."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jflows.distributions as jd
+from jflows.distributions.pixelcnn import row_bands
+
+# Shallow (one gated block pair, two resolutions): these tests are about the distribution,
+# and each network shape costs a compilation; tests/nets covers deeper networks.
+SMALL = {"num_resnet": 0, "num_hierarchies": 2, "num_filters": 8, "num_logistic_mix": 3}
+
+
+def perturbed(params, key, scale=0.3):
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(
+        tree, [x + scale * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    )
+
+
+@pytest.fixture(scope="module")
+def two_pixel_model():
+    """A 2x1 grayscale model with random params: small enough to enumerate all 256^2 images."""
+    model = jd.pixel_cnn((2, 1, 1), conditional_shape=(2,), **SMALL)
+    params = perturbed(model.init(jax.random.key(0)), jax.random.key(1))
+    grid = jnp.stack(jnp.meshgrid(jnp.arange(256), jnp.arange(256), indexing="ij"), -1)
+    images = grid.reshape(-1, 2, 1, 1)
+    cond = jnp.array([0.5, -1.0])
+    log_p = jax.jit(model.log_prob)(params, images, jnp.broadcast_to(cond, (images.shape[0], 2)))
+    return model, params, cond, np.exp(np.asarray(log_p, np.float64)).reshape(256, 256)
+
+
+def test_probabilities_of_all_images_sum_to_one(two_pixel_model):
+    _, _, _, probs = two_pixel_model
+    assert abs(probs.sum() - 1.0) < 1e-4
+    # The second pixel's law depends on the first (the model is not a product of marginals).
+    conditional = probs / probs.sum(axis=1, keepdims=True)
+    assert np.abs(conditional[10] - conditional[240]).sum() > 1e-3
+
+
+def test_samples_follow_the_enumerated_distribution(two_pixel_model):
+    model, params, cond, probs = two_pixel_model
+    n = 20_000
+    samples = np.asarray(model.sample(params, jax.random.key(2), n, cond)).reshape(n, 2)
+    freq = np.zeros((16, 16))
+    np.add.at(freq, (samples[:, 0] // 16, samples[:, 1] // 16), 1.0 / n)
+    coarse = probs.reshape(16, 16, 16, 16).sum(axis=(1, 3))
+    total_variation = 0.5 * np.abs(freq - coarse).sum()
+    noise = 0.5 * np.sqrt(2 * coarse * (1 - coarse) / (np.pi * n)).sum()
+    assert total_variation < 2 * noise + 2e-3, (total_variation, noise)
+
+
+@pytest.fixture(scope="module")
+def rgb_model():
+    model = jd.pixel_cnn((5, 4, 3), conditional_shape=(3,), **SMALL)
+    return model, perturbed(model.init(jax.random.key(5)), jax.random.key(6))
+
+
+def test_log_prob_batch_shapes_and_bits_per_dim(rgb_model):
+    model, params = rgb_model
+    images = jax.random.randint(jax.random.key(4), (2, 3, 5, 4, 3), 0, 256)
+    labels = jnp.array([[0, 1, 2], [2, 2, 0]])
+    both = jax.jit(lambda x, c: (model.log_prob(params, x, c), model.bits_per_dim(params, x, c)))
+    log_p, bpd = both(images, labels)
+    assert log_p.shape == (2, 3)
+    np.testing.assert_allclose(bpd, -log_p / (5 * 4 * 3 * math.log(2)), rtol=1e-6)
+    # Each image's value is its own: reordering the batch reorders the values.
+    flipped, _ = both(images[::-1, ::-1], labels[::-1, ::-1])
+    np.testing.assert_allclose(flipped[::-1, ::-1], log_p, rtol=1e-5)
+
+
+def test_sampling_is_deterministic_integer_and_band_independent(rgb_model):
+    model, params = rgb_model
+    labels = jnp.array([0, 2, 1])
+    a = model.sample(params, jax.random.key(7), 3, labels)
+    b = model.sample(params, jax.random.key(7), 3, labels)
+    assert a.shape == (3, 5, 4, 3) and a.dtype == jnp.int32
+    assert int(a.min()) >= 0 and int(a.max()) <= 255
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, model.sample(params, jax.random.key(8), 3, labels))
+    # Sampling in row bands (cropped network passes) draws the same images as full passes.
+    one_band = model.sample(params, jax.random.key(7), 3, labels, num_row_buckets=1)
+    assert np.mean(np.asarray(one_band) == np.asarray(a)) > 0.99
+    # One label for all, as a scalar, equals the label repeated.
+    np.testing.assert_array_equal(
+        model.sample(params, jax.random.key(9), (3,), 1),
+        model.sample(params, jax.random.key(9), (3,), jnp.array([1, 1, 1])),
+    )
+
+
+def test_row_bands():
+    assert row_bands(28, 4) == [(0, 7), (7, 14), (14, 21), (21, 28)]
+    assert row_bands(5, 3) == [(0, 2), (2, 4), (4, 5)]
+    assert row_bands(2, 4) == [(0, 1), (1, 2)]
+    with pytest.raises(ValueError, match="num_row_buckets must be >= 1"):
+        row_bands(4, 0)
+
+
+@pytest.mark.slow  # ~40 s of compilation; the experiments' smoke tests also train
+def test_data_dependent_init_and_dropout_training_loss_goes_down():
+    model = jd.pixel_cnn((4, 4, 1), conditional_shape=(2,), dropout_p=0.5, **SMALL)
+    images = jax.random.randint(jax.random.key(10), (16, 4, 4, 1), 0, 256) // 64 * 64
+    labels = jnp.arange(16) % 2
+    params = model.init(jax.random.key(11), images=images, cond=labels)
+    raw = jax.jit(model.network.apply)({"params": params}, images, labels)
+    np.testing.assert_allclose(raw.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)  # data-init worked
+
+    optimizer = jd.paper_optimizer(learning_rate=3e-3)
+
+    @jax.jit
+    def step(params, opt_state, key):
+        def loss(p):
+            return model.bits_per_dim(p, images, labels, train=True, key=key).mean()
+
+        value, grads = jax.value_and_grad(loss)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        return optax.apply_updates(params, updates), opt_state, value, finite
+
+    opt_state = optimizer.init(params)
+    eval_bpd = jax.jit(lambda p: model.bits_per_dim(p, images, labels).mean())
+    before = float(eval_bpd(params))
+    for t in range(20):
+        params, opt_state, _, finite = step(params, opt_state, jax.random.key(t))
+        assert finite
+    assert float(eval_bpd(params)) < before - 1.0
+
+
+def test_clear_errors(rgb_model):
+    model, params = rgb_model
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        model.log_prob(params, jnp.zeros((1, 5, 4, 3)), jnp.array([0]), train=True)
+    with pytest.raises(ValueError, match="image shape"):
+        model.log_prob(params, jnp.zeros((1, 4, 5, 3)), jnp.array([0]))
+    with pytest.raises(ValueError, match="image_shape must be"):
+        jd.pixel_cnn((4, 4))
+    with pytest.raises(ValueError, match="use_data_init needs use_weight_norm"):
+        jd.pixel_cnn((4, 4, 1), use_weight_norm=False)
+
+
+def test_paper_optimizer_is_adam_095_09995_with_per_step_decay():
+    opt = jd.paper_optimizer()
+    params = {"w": jnp.zeros(())}
+    step = 100_000
+    state = optax.tree_utils.tree_set(opt.init(params), count=jnp.asarray(step, jnp.int32))
+    updates, _ = opt.update({"w": jnp.ones(())}, state, params)
+    # One Adam step from zero moments at a late step (bias corrections ~1):
+    # m = 1 - b1, v = 1 - b2, update = -lr_t m / sqrt(v), lr_t = 1e-3 * 0.999995^t.
+    expected = 1e-3 * 0.999995**step * (1 - 0.95) / math.sqrt(1 - 0.9995)
+    np.testing.assert_allclose(-updates["w"], expected, rtol=2e-3)  # float32 0.999995^t
