@@ -22,9 +22,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tensorflow_probability.substrates import jax as tfp
 
 import jflows.bijectors as jb
-from tensorflow_probability.substrates import jax as tfp
 from benchmarks.timing import machine_description, median_seconds
 
 
@@ -118,7 +118,7 @@ def run(num_points: int) -> dict:
             # Interleave to share the machine's background load fairly among the three.
             times = [[], [], []]
             for _ in range(5):
-                for fn, samples in zip(fns, times):
+                for fn, samples in zip(fns, times, strict=True):
                     samples.append(median_seconds(lambda f=fn, a=arg: f(a), repeats=5,
                                                   clock=clock))
             results[f"{name} ({clock_name})"] = tuple(min(t) for t in times)

@@ -1,6 +1,5 @@
 """Run in a subprocess with 4 fake CPU devices by test_multidevice.py (not collected)."""
 
-import functools
 import json
 import sys
 
@@ -51,7 +50,8 @@ print(json.dumps({
     "devices": n,
     "pmap_log_prob": diff(pmapped[0].reshape(-1), log_prob),
     "pmap_mean": diff(pmapped[1][bn_index].mean[0], new_state[bn_index].mean),
-    "pmap_state_same_on_all_devices": diff(pmapped[1][bn_index].var[0], pmapped[1][bn_index].var[-1]),
+    "pmap_state_same_on_all_devices": diff(pmapped[1][bn_index].var[0],
+                                           pmapped[1][bn_index].var[-1]),
     "shard_map_log_prob": diff(sharded[0], log_prob),
     "shard_map_var": diff(sharded[1][bn_index].var, new_state[bn_index].var),
 }))
