@@ -11,7 +11,7 @@
 
 ``log p(x) = sum_{i,j} log p(x_ij | x_<ij, cond)`` with each factor the discretized
 logistic mixture of :mod:`jflows.distributions.logistic_mixture` whose raw parameters the
-:class:`jflows.nets.PixelCNNNetwork` computes from the pixels before ``(i, j)``. The
+:class:`jflows.nets.pixelcnnpp.PixelCNNNetwork` computes from the pixels before ``(i, j)``. The
 constructor's arguments and defaults mirror TFP's ``tfd.PixelCNN``.
 
 Sampling is autoregressive: one network pass per pixel (the channels of a pixel come from
@@ -52,7 +52,7 @@ class PixelCNN(NamedTuple):
     * ``sample(params, key, sample_shape=(), cond=None, *, num_row_buckets=4)``: int32
       images ``sample_shape + image_shape``.
     * ``bits_per_dim(...)``: ``-log_prob / (H W C log 2)``, same arguments as ``log_prob``.
-    * ``network``: the :class:`~jflows.nets.PixelCNNNetwork`, for direct ``apply`` calls.
+    * ``network``: the :class:`~jflows.nets.pixelcnnpp.PixelCNNNetwork`, for direct ``apply`` calls.
     """
 
     init: Callable[..., Any]

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jflows.nets import PixelCNNNetwork, WeightNormConv
+from jflows.nets.pixelcnnpp import PixelCNNNetwork, WeightNormConv
 
 H, W, C = 7, 6, 3  # odd, non-square: exercises the ceil(n/2) down- and cropped upsampling
 
