@@ -108,7 +108,7 @@ def resample(config: Config) -> dict:
         what = "incremental MADE evaluation" if name == "auto" else "D-pass loop"
         ax.set(title=f"{config.model}, {what}: {seconds:.2f} s", xticks=[], yticks=[])
     fig.tight_layout()
-    fig.savefig(out / f"{config.model}_samples.png", dpi=90)
+    fig.savefig(out / f"{config.model}_samples.png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     results = {"model": config.model, "checkpoint_step": int(state.step),
                "num_samples": config.num_samples,

@@ -17,9 +17,10 @@ variable,
       log|det du/dx| = -sum_i log_scale_i(x)
 
 This is the MAF paper's density direction ``u_i = (x_i - m_i) exp(-alpha_i)`` (its
-Eq. 4-5, with ``m = shift``, ``alpha = log_scale``). The sampling direction is solved in one
-:func:`jax.lax.fori_loop`. With a jflows MADE it evaluates the network incrementally, one
-degree block per dimension, about one network pass in all
+Eq. 4-5, with ``m = shift``, ``alpha = log_scale``). The sampling direction is solved one
+dimension at a time in compiled loops (:func:`jax.lax.fori_loop`). With a jflows MADE it
+evaluates the network incrementally, one degree block per dimension, about one network
+pass in all
 (:mod:`jflows.nets.made_sampling`). Any other conditioner runs ``D`` full passes: after
 pass ``k`` the first ``k`` dimensions in the order are exact, so after ``D`` passes all
 are, and the last pass's ``log_scale`` (computed from inputs whose relevant entries are
@@ -171,7 +172,6 @@ def masked_autoregressive(
     def solve_incrementally(params, u, cond):
         made = net.made
         made.check_inputs(u, cond, "masked_autoregressive.forward")
-        batch_shape = u.shape[:-1]
         u_in_order = u.reshape(-1, u.shape[-1])[:, made.generation_order]
 
         def step(out, s):
@@ -179,7 +179,7 @@ def masked_autoregressive(
             u_s = jax.lax.dynamic_index_in_dim(u_in_order, s, axis=1, keepdims=False)
             return u_s * jnp.exp(log_scale) + out[:, 0], log_scale
 
-        x, log_scale = made_solve(made, params, step, cond, batch_shape, u.dtype)
+        x, log_scale = made_solve(made, params, step, cond, u)
         return x, jnp.sum(log_scale, axis=-1)
 
     @jax.jit

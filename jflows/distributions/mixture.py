@@ -121,8 +121,7 @@ def mog_made(
 
     @jax.jit
     def solve_incrementally(params, gumbel, normal, cond):
-        batch_shape = normal.shape[:-1]
-        order = made.generation_order
+        template, order = normal, made.generation_order
         gumbel = gumbel.reshape(-1, event_size, num_components)[:, order]
         normal = normal.reshape(-1, event_size)[:, order]
 
@@ -132,7 +131,7 @@ def mog_made(
             z = jax.lax.dynamic_index_in_dim(normal, s, axis=1, keepdims=False)
             return mixture_draw(logits, loc, log_scale, g, z), z
 
-        return made_solve(made, params, step, cond, batch_shape, normal.dtype)[0]
+        return made_solve(made, params, step, cond, template)[0]
 
     solve = solve_incrementally if sampling == "auto" else solve_by_passes
 

@@ -31,11 +31,20 @@ their own step (a window never reaches back to earlier units). Each hidden state
 H = 1024); random hidden degrees make blocks unequal and pad to the largest (about 2x at
 D = 64, H = 512), which is still never more than the ``D`` passes. The conditioning
 contributions ``cond @ C`` are computed once, before the loop. Weights are gathered and
-masked once per call; the loop is one :func:`jax.lax.fori_loop` over ``s``.
+masked once per call.
+
+Triangular work: a step ``s < e`` reads only the units of degree ``< e`` of each layer,
+a prefix of its degree-sorted units (of the inputs: a prefix of the order). The steps are
+cut into ``NUM_CHUNKS`` consecutive chunks, each a :func:`jax.lax.fori_loop` whose matmuls
+use the static prefix of the chunk's end, so about half of every step's reads are
+skipped (measured on CPU at D = 784, H = 1024, N = 1000: 755 samples/s with one loop,
+961 with 8 chunks, 1013 with 32; with D <= 8 every step is its own chunk, i.e. the loop
+is unrolled).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -44,6 +53,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jflows.nets.made import MADE
+
+# The steps are split into this many chunks, each with its own static matmul widths.
+NUM_CHUNKS = 8
 
 
 class _LayerBlocks(NamedTuple):
@@ -71,6 +83,11 @@ def padding_factor(made: MADE) -> float:
     return float(sum(made.event_size * b.width for b in blocks) / sum(sizes))
 
 
+def _units_below(blocks: _LayerBlocks, degree: int) -> int:
+    """How many of a layer's degree-sorted units have degree < ``degree`` (a prefix)."""
+    return int(blocks.starts[degree]) if degree < len(blocks.starts) else len(blocks.order)
+
+
 def _windows(matrix: jax.Array, starts: np.ndarray, width: int) -> jax.Array:
     """``matrix[..., start : start + width]`` for every start: ``(len(starts), ..., width)``."""
     index = starts[:, None] + np.arange(width)[None, :]
@@ -82,8 +99,7 @@ def made_solve(
     params,
     step: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]],
     cond: jax.Array | None,
-    batch_shape: tuple[int, ...],
-    dtype,
+    template: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
     """Solve ``x_{pi_s} = step(MADE(x)_{pi_s}, s)[0]`` for all ``s`` incrementally.
 
@@ -95,13 +111,14 @@ def made_solve(
         the dimension is ``made.generation_order[s]``); returns that dimension's value
         ``(N,)`` and any per-dimension ``aux`` ``(N,)`` (e.g. the log-scale).
       cond: the conditioning input, broadcast to ``batch_shape + (C,)``, or None.
-      batch_shape: the batch shape of the solution.
-      dtype: its float dtype.
+      template: an array of the solution's shape ``batch_shape + (D,)`` and dtype, e.g. the
+        noise being transformed. The loop state starts as zeros like it, so that under
+        ``shard_map`` it is device-varying as the values the steps compute are.
 
     Returns ``(x, aux)``, both ``batch_shape + (D,)`` in the natural dimension order.
     """
-    made.check_inputs(jnp.zeros((made.event_size,), dtype), None if cond is None else cond,
-                      "made_solve")
+    made.check_inputs(template, cond, "made_solve")
+    batch_shape, dtype = template.shape[:-1], template.dtype
     d, k = made.event_size, made.params_per_dim
     n = int(np.prod(batch_shape, dtype=np.int64))
     masks = made.masks
@@ -136,25 +153,36 @@ def made_solve(
         out_shift = out_shift + jnp.einsum("nc,cdk->ndk", cond,
                                            out_params["cond_kernel"][:, order])
 
-    def body(s, carry):
+    def body(s, carry, prefixes):
         x, hidden, aux = carry
         h_prev, new_hidden = x, []
-        for (kernels, shifts, blocks), h in zip(layers, hidden, strict=True):
-            window = act(h_prev @ kernels[s] + shifts[s])
+        for (kernels, shifts, blocks), h, prefix in zip(layers, hidden, prefixes[:-1],
+                                                       strict=True):
+            window = act(h_prev[:, :prefix] @ kernels[s, :prefix] + shifts[s])
             start = jnp.asarray(blocks.starts)[s]
             h = jax.lax.dynamic_update_slice_in_dim(h, window, start, axis=1)
             new_hidden.append(h)
             h_prev = h
-        out = h_prev @ out_kernel[s] + jax.lax.dynamic_index_in_dim(out_shift, s, 1, False)
+        out = (h_prev[:, :prefixes[-1]] @ out_kernel[s, :prefixes[-1]]
+               + jax.lax.dynamic_index_in_dim(out_shift, s, 1, False))
         value, value_aux = step(out, s)
         x = jax.lax.dynamic_update_index_in_dim(x, value, s, axis=1)
         aux = jax.lax.dynamic_update_index_in_dim(aux, value_aux, s, axis=1)
         return x, tuple(new_hidden), aux
 
+    zeros = jnp.zeros_like(template.reshape(n, d))
     hidden = tuple(jnp.zeros((n, blocks.order.shape[0] + blocks.width), dtype)
-                   for _, _, blocks in layers)
-    zeros = jnp.zeros((n, d), dtype)
-    x, _, aux = jax.lax.fori_loop(0, d, body, (zeros, hidden, zeros))
+                   + zeros[:, :1] for _, _, blocks in layers)
+    carry = (zeros, hidden, zeros)
+    # Steps before `end` read only the units of degree < end of every layer: a prefix of
+    # its sorted units (the inputs: a prefix of the order). One loop per chunk of steps,
+    # each multiplying by its own static prefix, skips the rest (about half the work).
+    bounds = np.unique(np.linspace(0, d, min(d, NUM_CHUNKS) + 1).round().astype(int))
+    for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
+        prefixes = [int(end)] + [_units_below(blocks, end) for _, _, blocks in layers]
+        carry = jax.lax.fori_loop(int(begin), int(end),
+                                  functools.partial(body, prefixes=prefixes), carry)
+    x, _, aux = carry
     natural = np.argsort(order)
     return (x[:, natural].reshape(batch_shape + (d,)),
             aux[:, natural].reshape(batch_shape + (d,)))

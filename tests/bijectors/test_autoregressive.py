@@ -8,6 +8,7 @@ import tensorflow_probability.substrates.jax as tfp
 
 import jflows.bijectors as jb
 from jflows.nets import MADE
+from jflows.nets.made_sampling import NUM_CHUNKS
 from jflows.testing import dense_log_det
 
 tfb = tfp.bijectors
@@ -114,17 +115,21 @@ def test_edge_configurations_round_trip_and_log_det(made):
     np.testing.assert_allclose(log_det, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_sampling_is_one_compiled_loop_not_unrolled():
+@pytest.mark.parametrize("sampling", ["auto", "passes"])
+def test_sampling_is_compiled_loops_not_unrolled(sampling):
+    """The traced program does not grow with D: the D-pass loop holds one copy of the
+    network, the incremental solve one per chunk of steps (at most NUM_CHUNKS)."""
     def count(d):
-        maf = jb.masked_autoregressive(MADE(d, (8,)))
+        maf = jb.masked_autoregressive(MADE(d, (8,)), sampling=sampling)
         params, state = maf.init(jax.random.key(0), jnp.zeros((d,)))
         jaxpr = jax.make_jaxpr(lambda u: maf.forward(params, state, u))(jnp.zeros((2, d)))
         text = str(jaxpr)
         return text.count("dot_general"), "while" in text or "scan" in text
 
-    (dots_small, looped_small), (dots_big, looped_big) = count(3), count(12)
+    small, big = (3, 12) if sampling == "passes" else (2 * NUM_CHUNKS, 5 * NUM_CHUNKS)
+    (dots_small, looped_small), (dots_big, looped_big) = count(small), count(big)
     assert looped_small and looped_big
-    assert dots_small == dots_big  # the network appears once, whatever D
+    assert dots_small == dots_big
 
 
 def test_log_scale_bound():

@@ -1,6 +1,11 @@
 """The degree-blocked incremental MADE solve equals the plain D-pass loop, everywhere."""
 
 import itertools
+import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +18,7 @@ from jflows.flows import maf
 from jflows.nets import MADE
 from jflows.nets.made_sampling import padding_factor
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 D = 6
 ORDERS = ["natural", "reversed", "random", (3, 5, 0, 2, 4, 1)]
 DEGREES = ["equal", "random"]
@@ -144,3 +150,16 @@ def test_maf_flow_sampling_uses_the_fast_path_and_matches():
     y, log_prob = flow.sample_and_log_prob(params, state, jax.random.key(1), (8,))
     np.testing.assert_allclose(log_prob, flow.log_prob(params, state, y)[0], rtol=1e-4,
                                atol=1e-4)
+
+
+def test_both_paths_under_pmap_and_shard_map_on_four_devices():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+    script = ROOT / "tests/nets/made_sampling_multidevice_script.py"
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result.pop("devices") == 4
+    for name, value in result.items():
+        assert value < 1e-5, (name, value)
