@@ -36,6 +36,11 @@ test-slow: install-dev
 
 bench: install-dev
 	$(PY) -m benchmarks.elementwise_chain
+	$(PY) -m benchmarks.maf
+	$(PY) -m benchmarks.maf_sampling
+	$(PY) -m benchmarks.ffjord
+	$(PY) -m benchmarks.train
+	$(PY) -m benchmarks.pixelcnn
 
 lint: install-dev
 	$(PY) -m ruff check jflows tests experiments benchmarks
