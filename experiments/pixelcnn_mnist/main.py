@@ -11,9 +11,9 @@ import numpy as np
 import jflows.data as jdata
 from experiments.pixelcnn_quickdraw.pipeline import (
     PixelCNNConfig,
-    evaluate_bits_per_dim,
     sample_images,
     save_grid,
+    scores_on_test,
     train,
     write_results,
 )
@@ -33,11 +33,7 @@ def main(cfg: PixelCNNConfig, *, out_dir, data_path,
         state = result.state
         results = {
             "variant": variant,
-            "test_examples": len(test["x"]),
-            "test_bits_per_dim_polyak": evaluate_bits_per_dim(
-                model, state.ema_params, test, vcfg.eval_batch_size, vcfg.conditional),
-            "test_bits_per_dim_raw": evaluate_bits_per_dim(
-                model, state.params, test, vcfg.eval_batch_size, vcfg.conditional),
+            **scores_on_test(model, state, test, vcfg),
             **info,
         }
         n = vcfg.samples_per_class

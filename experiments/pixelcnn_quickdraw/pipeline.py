@@ -82,6 +82,16 @@ def evaluate_bits_per_dim(model, params, split: dict, batch_size: int, condition
     return total / count
 
 
+def scores_on_test(model, state, test: dict, cfg: PixelCNNConfig) -> dict:
+    """Test bits/dim with the Polyak-averaged and with the raw parameters."""
+    def score(params):
+        return evaluate_bits_per_dim(model, params, test, cfg.eval_batch_size, cfg.conditional)
+
+    return {"test_examples": len(test["x"]),
+            "test_bits_per_dim_polyak": score(state.ema_params),
+            "test_bits_per_dim_raw": score(state.params)}
+
+
 def train(cfg: PixelCNNConfig, dataset: jdata.Dataset, out_dir: Path, *, progress=True):
     """Fit the model; returns ``(model, fit_result, info)``."""
     train_split = _first(dataset.train, cfg.max_train_examples, cfg.seed)
