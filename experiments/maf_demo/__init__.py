@@ -1,0 +1,1 @@
+"""The main demo (``make demo``): MAF(5) vs a Gaussian on a committed MINIBOONE sample."""
