@@ -1,13 +1,16 @@
 # The two commands a new user runs (see README.md):
-#   make demo   -- create .venv, install jflows, run the main demo, write results under runs/
+#   make demo   -- create .venv, install jflows, run the main demo (experiments/maf_demo: a MAF
+#                  vs a Gaussian on the committed real MINIBOONE sample), write runs/maf_demo/
 #   make test   -- create .venv, install jflows with dev extras, run the test suite
+# Also: make intro (the bijectors introduction, experiments/bijectors_intro, synthetic 2-D
+# data), make test-slow, make bench, make lint.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --constraint constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow bench lint clean install install-dev
+.PHONY: demo intro test test-slow bench lint clean install install-dev
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "jflows needs Python >= 3.11, got " + sys.version'
@@ -26,6 +29,9 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: install
+	$(PY) -m experiments.maf_demo --out runs/maf_demo
+
+intro: install
 	$(PY) -m experiments.bijectors_intro --out runs/bijectors_intro
 
 test: install-dev
