@@ -22,7 +22,7 @@ $(VENV)/.installed: $(PY) pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) -e ".[dev,bench]"
+	$(PIP) -e ".[dev,bench,data]"
 	touch $@
 
 install: $(VENV)/.installed
