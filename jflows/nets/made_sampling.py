@@ -33,6 +33,11 @@ D = 64, H = 512), which is still never more than the ``D`` passes. The condition
 contributions ``cond @ C`` are computed once, before the loop. Weights are gathered and
 masked once per call.
 
+Layout: the loop state is feature-major, ``(units, N)``, so the units a step reads are a
+block of contiguous rows and its thin product is ``(B, rows) @ (rows, N)``; on CPU this
+measured 1.5-1.7x faster at D = 784 and 1.8-3.4x at D = 64 and 8 than the sample-major
+``(N, units)`` layout.
+
 Triangular work: a step ``s < e`` reads only the units of degree ``< e`` of each layer,
 a prefix of its degree-sorted units (of the inputs: a prefix of the order). The steps are
 cut into ``NUM_CHUNKS`` consecutive chunks, each a :func:`jax.lax.fori_loop` whose matmuls
@@ -140,17 +145,19 @@ def made_solve(
         if cond is not None:
             cond_part = (cond @ p["cond_kernel"])[:, blocks.order]
             shift = shift + jnp.pad(cond_part, ((0, 0), (0, blocks.width)))
-        layers.append((_windows(kernel, blocks.starts, blocks.width),
-                       _windows(shift, blocks.starts, blocks.width), blocks))
+        # Feature-major windows: (D, B, rows) weights and (D, B, N) shifts.
+        layers.append((jnp.swapaxes(_windows(kernel, blocks.starts, blocks.width), 1, 2),
+                       jnp.swapaxes(_windows(shift, blocks.starts, blocks.width), 1, 2),
+                       blocks))
         previous_order, previous_pad = blocks.order, blocks.width
 
     out_params = params["output"]
     out_kernel = out_params["kernel"] * masks[-1][:, :, None].astype(dtype)  # (H_L, D, K)
     out_kernel = jnp.pad(out_kernel[previous_order], ((0, previous_pad), (0, 0), (0, 0)))
-    out_kernel = jnp.moveaxis(out_kernel[:, order], 1, 0)  # (D, H_L + pad, K), step-major
-    out_shift = jnp.broadcast_to(out_params["bias"][order], (n, d, k))
+    out_kernel = jnp.transpose(out_kernel[:, order], (1, 2, 0))  # (D, K, H_L + pad)
+    out_shift = jnp.broadcast_to(out_params["bias"][order][..., None], (d, k, n))
     if cond is not None:
-        out_shift = out_shift + jnp.einsum("nc,cdk->ndk", cond,
+        out_shift = out_shift + jnp.einsum("nc,cdk->dkn", cond,
                                            out_params["cond_kernel"][:, order])
 
     def body(s, carry, prefixes):
@@ -158,21 +165,22 @@ def made_solve(
         h_prev, new_hidden = x, []
         for (kernels, shifts, blocks), h, prefix in zip(layers, hidden, prefixes[:-1],
                                                        strict=True):
-            window = act(h_prev[:, :prefix] @ kernels[s, :prefix] + shifts[s])
+            window = act(kernels[s, :, :prefix] @ h_prev[:prefix] + shifts[s])
             start = jnp.asarray(blocks.starts)[s]
-            h = jax.lax.dynamic_update_slice_in_dim(h, window, start, axis=1)
+            h = jax.lax.dynamic_update_slice_in_dim(h, window, start, axis=0)
             new_hidden.append(h)
             h_prev = h
-        out = (h_prev[:, :prefixes[-1]] @ out_kernel[s, :prefixes[-1]]
-               + jax.lax.dynamic_index_in_dim(out_shift, s, 1, False))
-        value, value_aux = step(out, s)
-        x = jax.lax.dynamic_update_index_in_dim(x, value, s, axis=1)
-        aux = jax.lax.dynamic_update_index_in_dim(aux, value_aux, s, axis=1)
+        out = out_kernel[s, :, :prefixes[-1]] @ h_prev[:prefixes[-1]] + out_shift[s]
+        value, value_aux = step(out.T, s)
+        x = jax.lax.dynamic_update_index_in_dim(x, value, s, axis=0)
+        aux = jax.lax.dynamic_update_index_in_dim(aux, value_aux, s, axis=0)
         return x, tuple(new_hidden), aux
 
-    zeros = jnp.zeros_like(template.reshape(n, d))
-    hidden = tuple(jnp.zeros((n, blocks.order.shape[0] + blocks.width), dtype)
-                   + zeros[:, :1] for _, _, blocks in layers)
+    # The loop state is feature-major, (units, N): a step's prefix of units is then a
+    # contiguous block of rows (measured 1.5-3.4x faster on CPU than sample-major).
+    zeros = jnp.zeros_like(template.reshape(n, d)).T
+    hidden = tuple(jnp.zeros((blocks.order.shape[0] + blocks.width, n), dtype) + zeros[:1]
+                   for _, _, blocks in layers)
     carry = (zeros, hidden, zeros)
     # Steps before `end` read only the units of degree < end of every layer: a prefix of
     # its sorted units (the inputs: a prefix of the order). One loop per chunk of steps,
@@ -183,6 +191,7 @@ def made_solve(
         carry = jax.lax.fori_loop(int(begin), int(end),
                                   functools.partial(body, prefixes=prefixes), carry)
     x, _, aux = carry
+    x, aux = x.T, aux.T
     natural = np.argsort(order)
     return (x[:, natural].reshape(batch_shape + (d,)),
             aux[:, natural].reshape(batch_shape + (d,)))

@@ -113,14 +113,18 @@ def sub_jaxprs(eqn):
                 yield item.jaxpr
 
 
-def loop_matmul_widths(jaxpr, in_loop=False):
-    """Output widths of every dot_general inside a loop (while or scan), recursively."""
+def loop_matmul_widths(jaxpr, batch, in_loop=False):
+    """Output widths (the output axes other than the ``batch`` one, whichever the layout)
+    of every dot_general inside a loop (while or scan), recursively."""
     widths = []
     for eqn in jaxpr.eqns:
         if in_loop and eqn.primitive.name == "dot_general":
-            widths.append(eqn.outvars[0].aval.shape[-1])
+            shape = list(eqn.outvars[0].aval.shape)
+            shape.remove(batch)
+            widths += shape
         for sub in sub_jaxprs(eqn):
-            widths += loop_matmul_widths(sub, in_loop or eqn.primitive.name in ("while", "scan"))
+            widths += loop_matmul_widths(sub, batch,
+                                         in_loop or eqn.primitive.name in ("while", "scan"))
     return widths
 
 
@@ -131,7 +135,7 @@ def test_the_loop_multiplies_by_one_degree_block(sampling, expected):
     bijector = jb.masked_autoregressive(MADE(12, (44,)), sampling=sampling)
     params, state = bijector.init(jax.random.key(0), jnp.zeros((12,)))
     jaxpr = jax.make_jaxpr(lambda u: bijector.forward(params, state, u))(jnp.zeros((3, 12)))
-    assert set(loop_matmul_widths(jaxpr.jaxpr)) == expected
+    assert set(loop_matmul_widths(jaxpr.jaxpr, batch=3)) == expected
 
 
 def test_padding_factor():
