@@ -47,23 +47,17 @@ def test_gas_subsample_size():
     assert int(round(0.25 * 4_208_261)) == 1_052_065
 
 
-def test_miniboone_full_size_file_gives_published_rows(tmp_path):
+@pytest.mark.parametrize(("name", "shape", "draw"), [
+    ("miniboone", (36_488, 43), "standard_normal"),
+    pytest.param("power", (2_049_280, 8), "random", marks=pytest.mark.slow),
+])
+def test_full_size_file_gives_published_rows(tmp_path, name, shape, draw):
     rng = np.random.default_rng(0)
-    (tmp_path / "miniboone").mkdir()
-    np.save(tmp_path / "miniboone" / "data.npy", rng.standard_normal((36_488, 43)))
-    ds = uci.miniboone(path=tmp_path)
+    (tmp_path / name).mkdir()
+    np.save(tmp_path / name / "data.npy", getattr(rng, draw)(shape))
+    ds = getattr(uci, name)(path=tmp_path)
     got = tuple(len(s["x"]) for s in (ds.train, ds.validation, ds.test)) + (ds.train["x"].shape[1],)
-    assert got == uci.PUBLISHED_SIZES["miniboone"]
-
-
-@pytest.mark.slow
-def test_power_full_size_file_gives_published_rows(tmp_path):
-    rng = np.random.default_rng(0)
-    (tmp_path / "power").mkdir()
-    np.save(tmp_path / "power" / "data.npy", rng.random((2_049_280, 8)))
-    ds = uci.power(path=tmp_path)
-    got = tuple(len(s["x"]) for s in (ds.train, ds.validation, ds.test)) + (ds.train["x"].shape[1],)
-    assert got == uci.PUBLISHED_SIZES["power"]
+    assert got == uci.PUBLISHED_SIZES[name]
 
 
 @pytest.mark.slow
