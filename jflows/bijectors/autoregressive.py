@@ -171,7 +171,6 @@ def masked_autoregressive(
     @jax.jit
     def solve_incrementally(params, u, cond):
         made = net.made
-        made.check_inputs(u, cond, "masked_autoregressive.forward")
         u_in_order = u.reshape(-1, u.shape[-1])[:, made.generation_order]
 
         def step(out, s):
@@ -207,7 +206,7 @@ def masked_autoregressive(
     def inverse(params, state, x, *, cond=None, train=False, key=None):
         del train, key
         check_event_rank(x, 1, "masked_autoregressive.inverse")
-        return (*density(params, x, cond), state)
+        return (*density(params, broadcast_to_cond(x, cond), cond), state)
 
     return Bijector(init_fn, forward, inverse, 1)
 

@@ -31,7 +31,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jflows.bijectors.base import Bijector, check_event_rank, sum_rightmost
+from jflows.bijectors.base import Bijector, check_event_rank, sum_broadcast_event
 
 
 class BatchNormState(NamedTuple):
@@ -84,7 +84,7 @@ def batch_norm(
 
     def _log_det(params, var, x):
         per_feature = params["log_scale"] - 0.5 * jnp.log(var + eps)
-        return sum_rightmost(jnp.broadcast_to(per_feature, x.shape), event_ndims)
+        return sum_broadcast_event(per_feature, x.shape, event_ndims)
 
     def _batch_statistics(x):
         axes = tuple(range(x.ndim - 1))

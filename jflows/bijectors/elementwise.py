@@ -26,6 +26,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import checkify
 from jax.scipy.special import ndtr, ndtri
 
@@ -240,6 +241,9 @@ def sigmoid(low=None, high=None, *, event_ndims: int = 0, validate_args: bool = 
     """
     if (low is None) != (high is None):
         raise ValueError(f"sigmoid: give both low and high or neither; got low={low}, high={high}.")
+    concrete = not any(isinstance(v, jax.core.Tracer) for v in (low, high))
+    if low is not None and concrete and np.any(np.asarray(high) <= np.asarray(low)):
+        raise ValueError(f"sigmoid: need high > low everywhere, got low={low}, high={high}.")
     # On the default (0, 1) the affine terms are left out rather than computed as
     # log(1 - 0) = 0: XLA materialises such a zero as a full-size array.
     unit_interval = low is None

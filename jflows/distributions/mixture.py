@@ -9,12 +9,13 @@ so one network pass gives the whole density. The per-dimension mixture density i
 ``MixtureSameFamily(Categorical, Normal)``. As the base distribution of a MAF it gives
 the paper's "MAF MoG" (:func:`jflows.flows.maf_mog`).
 
-Sampling solves the autoregression in one :func:`jax.lax.fori_loop`, by default with the
-incremental MADE evaluation (about one network pass; :mod:`jflows.nets.made_sampling`),
-else with ``D`` full network passes, all drawing from one fixed set of noise: per dimension a Gumbel
-vector ``g_i`` (component ``c_i = argmax_c(logits_ic + g_ic)``, an exact categorical
-draw) and a standard normal ``z_i`` (``x_i = mu_{i c_i} + sigma_{i c_i} z_i``). With the
-noise fixed, pass ``k`` makes the first ``k`` dimensions in the order exact.
+Sampling solves the autoregression in compiled loops (:func:`jax.lax.fori_loop`), by
+default with the incremental MADE evaluation (about one network pass;
+:mod:`jflows.nets.made_sampling`), else with ``D`` full network passes, all drawing from
+one fixed set of noise: per dimension a Gumbel vector ``g_i`` (component
+``c_i = argmax_c(logits_ic + g_ic)``, an exact categorical draw) and a standard normal
+``z_i`` (``x_i = mu_{i c_i} + sigma_{i c_i} z_i``). With the noise fixed, pass ``k`` makes
+the first ``k`` dimensions in the order exact.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import tensorflow_probability.substrates.jax as tfp
 
+from jflows.bijectors.autoregressive import SAMPLING
 from jflows.bijectors.base import check_event_shape
 from jflows.distributions.base import Distribution, default_float_dtype
 from jflows.nets.made import MADE
@@ -80,8 +82,8 @@ def mog_made(
     """
     if num_components < 1:
         raise ValueError(f"mog_made: num_components must be >= 1, got {num_components}.")
-    if sampling not in ("auto", "passes"):
-        raise ValueError(f"mog_made: sampling must be 'auto' or 'passes', got {sampling!r}.")
+    if sampling not in SAMPLING:
+        raise ValueError(f"mog_made: sampling must be one of {SAMPLING}, got {sampling!r}.")
     made = MADE(
         event_size,
         hidden_sizes,

@@ -55,15 +55,20 @@ def _layer_seed(seed: int, layer: int) -> int:
     return seed + 1000 * layer
 
 
+def _named(option, name: str) -> bool:
+    """Whether an order / degree option is the string ``name`` (it may also be an array)."""
+    return isinstance(option, str) and option == name
+
+
 def layer_input_order(input_order, layer: int, reverse_between_layers: bool = True):
     """Layer ``layer``'s MADE input order: ``input_order`` reversed on every odd layer.
 
     ``'random'`` stays ``'random'`` (each layer draws its own from its seed)."""
-    if not reverse_between_layers or layer % 2 == 0 or input_order == "random":
+    if not reverse_between_layers or layer % 2 == 0 or _named(input_order, "random"):
         return input_order
-    if input_order == "natural":
+    if _named(input_order, "natural"):
         return "reversed"
-    if input_order == "reversed":
+    if _named(input_order, "reversed"):
         return "natural"
     return tuple(input_order)[::-1]
 
@@ -141,7 +146,7 @@ def maf_bijector(
         # chain runs its first part first in the sampling direction: base side first.
         return jb.chain(**dict(reversed(parts.items())))
 
-    if input_order == "random" or hidden_degrees == "random":
+    if _named(input_order, "random") or _named(hidden_degrees, "random"):
         return jb.chain(**{f"layer_{i}": layer(i) for i in reversed(range(num_layers))})
     parts = {}
     if num_layers % 2:

@@ -124,13 +124,13 @@ def made_solve(
     """
     made.check_inputs(template, cond, "made_solve")
     batch_shape, dtype = template.shape[:-1], template.dtype
-    d, k = made.event_size, made.params_per_dim
+    d = made.event_size
     n = int(np.prod(batch_shape, dtype=np.int64))
     masks = made.masks
     order = made.generation_order
     act = made.activation_fn
     if cond is not None:
-        cond = jnp.broadcast_to(cond, batch_shape + cond.shape[-1:]).reshape(n, -1)
+        cond = jnp.broadcast_to(cond, batch_shape + cond.shape[-1:]).reshape(n, cond.shape[-1])
 
     # Static blocks per hidden layer; rows of each layer's weights follow the previous
     # layer's sorted units (the inputs: generation order), plus zero rows for the padding.
@@ -141,11 +141,11 @@ def made_solve(
         kernel = (p["kernel"] * mask.astype(dtype))[previous_order][:, blocks.order]
         kernel = jnp.pad(kernel, ((0, previous_pad), (0, blocks.width)))
         bias = jnp.pad(p["bias"][blocks.order], (0, blocks.width))
-        shift = jnp.broadcast_to(bias, (n, bias.shape[0]))
+        shift = bias[None]  # (1, H + pad); (N, H + pad) once cond is added
         if cond is not None:
             cond_part = (cond @ p["cond_kernel"])[:, blocks.order]
             shift = shift + jnp.pad(cond_part, ((0, 0), (0, blocks.width)))
-        # Feature-major windows: (D, B, rows) weights and (D, B, N) shifts.
+        # Feature-major windows: (D, B, rows) weights and (D, B, N or 1) shifts.
         layers.append((jnp.swapaxes(_windows(kernel, blocks.starts, blocks.width), 1, 2),
                        jnp.swapaxes(_windows(shift, blocks.starts, blocks.width), 1, 2),
                        blocks))
@@ -155,7 +155,7 @@ def made_solve(
     out_kernel = out_params["kernel"] * masks[-1][:, :, None].astype(dtype)  # (H_L, D, K)
     out_kernel = jnp.pad(out_kernel[previous_order], ((0, previous_pad), (0, 0), (0, 0)))
     out_kernel = jnp.transpose(out_kernel[:, order], (1, 2, 0))  # (D, K, H_L + pad)
-    out_shift = jnp.broadcast_to(out_params["bias"][order][..., None], (d, k, n))
+    out_shift = out_params["bias"][order][..., None]  # (D, K, 1); (D, K, N) with cond
     if cond is not None:
         out_shift = out_shift + jnp.einsum("nc,cdk->dkn", cond,
                                            out_params["cond_kernel"][:, order])
