@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
 import warnings
 from pathlib import Path
@@ -407,7 +408,9 @@ def fit(
                 if log is not None:
                     log.write({"step": step, "epoch": epoch, "split": "validation", **metrics})
                 value = metrics[monitor]
-                if (loop.best_metric is None
+                # A non-finite value is never an improvement and never becomes the best.
+                if math.isfinite(value) and (
+                        loop.best_metric is None or not math.isfinite(loop.best_metric)
                         or (value > loop.best_metric if maximize else value < loop.best_metric)):
                     loop.best_metric, loop.best_step, loop.bad_epochs = value, step, 0
                     host = runner.unreplicate(dstate)

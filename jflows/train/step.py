@@ -84,7 +84,8 @@ def _pmean_floats(tree, axis_name):
 
 
 def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
+              if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
     return jnp.stack(leaves).all() if leaves else jnp.asarray(True)
 
 
@@ -167,9 +168,11 @@ def make_train_step(
         loss, grads, model_state, metrics = _pmean_floats(
             (loss, grads, model_state, metrics), axis_name
         )
-        finite = jnp.isfinite(loss) & _all_finite(grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        # An update can overflow finite gradients into inf params: check what is kept too.
+        finite = (jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
+                  & _all_finite(model_state))
         ema_params = state.ema_params
         if ema_decay is not None:
             ema_params = jax.tree.map(

@@ -110,6 +110,18 @@ def test_stopping_mid_epoch_and_resuming_gives_the_uninterrupted_run_bit_for_bit
         tmp_path / "parts" / "metrics.jsonl")
 
 
+def test_a_nan_validation_metric_never_becomes_the_best(tmp_path):
+    def nan_at_first_epoch(params, model_state, batch, key):
+        loss = (params["w"][0] - 3.5) ** 2
+        return {"loss": jnp.where(params["w"][0] < 1.5, jnp.nan, loss), "w": params["w"][0]}
+
+    result = linear_fit(tmp_path, eval_step=jt.make_eval_step(nan_at_first_epoch,
+                                                                use_ema=False))
+    assert np.isnan(result.history[0]["validation"]["loss"])
+    assert (result.best_step, result.best_metric) == (3, 0.25)
+    assert float(result.state.params["w"][0]) == 3.0
+
+
 def nan_batches(bad_steps, n=8):
     """A sequence of batches of the flow's data; batches in bad_steps hold a NaN."""
     batches = models.batches(models.data(16 * n), 16)

@@ -92,6 +92,20 @@ def test_an_infinite_gradient_with_a_finite_loss_is_skipped():
     np.testing.assert_array_equal(new_state.params["w"], [0.0, 1.0])
 
 
+def test_an_update_that_overflows_the_params_is_skipped():
+    """Finite loss and gradient, but a huge step makes inf params: the old ones are kept."""
+    def loss_fn(params, model_state, batch, key):
+        return jnp.sum((params["w"] - 1.0) ** 2), (model_state, {})
+
+    tx = optax.sgd(1e38)
+    step = jax.jit(jt.make_train_step(loss_fn, tx, axis_name=None))
+    state = jt.TrainState.create(params={"w": jnp.array([-1e3])}, optimizer=tx,
+                                 key=jax.random.key(0))
+    new_state, metrics = step(state, {})
+    assert np.isfinite(float(metrics["loss"])) and float(metrics["skipped"]) == 1.0
+    np.testing.assert_array_equal(new_state.params["w"], [-1e3])
+
+
 def test_eval_step_uses_the_ema_params_when_kept():
     def eval_fn(params, model_state, batch, key):
         return {"w": params["w"][0]}
