@@ -33,10 +33,11 @@ def available() -> list[str]:
 
 
 def register(name: str, loader: Callable[..., Dataset], *, overwrite: bool = False) -> None:
-    """Make ``load(name, **kwargs)`` call ``loader(**kwargs)``."""
-    if name in _LOADERS and not overwrite:
+    """Make ``load(name, **kwargs)`` call ``loader(**kwargs)`` (names are case-insensitive)."""
+    key = name.lower()
+    if key in _LOADERS and not overwrite:
         raise ValueError(f"dataset {name!r} is already registered; pass overwrite=True.")
-    _LOADERS[name] = loader
+    _LOADERS[key] = loader
 
 
 def load(name: str, **kwargs) -> Dataset:

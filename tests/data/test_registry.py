@@ -35,9 +35,9 @@ def test_unknown_name_and_register():
     with pytest.raises(ValueError, match="already registered"):
         jdata.register("moons", lambda: None)
     toy = jdata.Dataset({"x": np.zeros((2, 1))}, None, None, {"name": "mine"})
-    jdata.register("mine", lambda: toy)
+    jdata.register("Mine", lambda: toy)
     try:
-        assert jdata.load("mine") is toy
+        assert jdata.load("mine") is toy and jdata.load("MINE") is toy
     finally:
         jdata.registry._LOADERS.pop("mine")
 
