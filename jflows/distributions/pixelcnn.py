@@ -100,6 +100,10 @@ def pixel_cnn(
                          f"got {image_shape}.")
     if conditional_shape is not None:
         conditional_shape = tuple(int(d) for d in conditional_shape)
+    if min(num_logistic_mix, num_filters, num_hierarchies) < 1 or num_resnet < 0:
+        raise ValueError(f"pixel_cnn: need num_logistic_mix, num_filters, num_hierarchies >= 1 "
+                         f"and num_resnet >= 0, got {num_logistic_mix}, {num_filters}, "
+                         f"{num_hierarchies} and {num_resnet}.")
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"pixel_cnn: dropout_p must be in [0, 1), got {dropout_p}.")
     if use_data_init and not use_weight_norm:
@@ -118,10 +122,16 @@ def pixel_cnn(
 
     def _flatten(images, cond, name):
         check_event_shape(images, image_shape, name, "the image shape (H, W, C)")
+        if not jnp.issubdtype(jnp.result_type(images), jnp.integer):
+            raise ValueError(f"{name}: expected integer pixel values 0..255, got dtype "
+                             f"{jnp.result_type(images)} (scale [0, 1] floats by 255 and cast).")
         batch_shape = images.shape[:-3]
         flat = images.reshape(-1, *image_shape)
         if cond is not None:
             cond = jnp.asarray(cond)
+            if cond.shape[:len(batch_shape)] != batch_shape:
+                raise ValueError(f"{name}: cond must start with the images' batch shape "
+                                 f"{batch_shape}, got shape {cond.shape}.")
             cond = cond.reshape(flat.shape[0], *cond.shape[len(batch_shape):])
         return flat, cond, batch_shape
 

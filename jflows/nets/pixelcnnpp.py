@@ -48,8 +48,9 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jflows.distributions.logistic_mixture import NUM_VALUES, num_params
+from jflows.distributions.logistic_mixture import num_params, to_unit_interval
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -188,6 +189,11 @@ def conditioning_vector(cond, conditional_shape: Sequence[int] | None, batch: in
     cond = jnp.asarray(cond)
     if (jnp.issubdtype(cond.dtype, jnp.integer) and cond.shape == (batch,)
             and len(conditional_shape) == 1):
+        labels = None if isinstance(cond, jax.core.Tracer) else np.asarray(cond)
+        if labels is not None and labels.size and not (
+                labels.min() >= 0 and labels.max() < conditional_shape[0]):
+            raise ValueError(f"{name}: class labels must be in [0, {conditional_shape[0]}), "
+                             f"got values from {labels.min()} to {labels.max()}.")
         return jax.nn.one_hot(cond, conditional_shape[0])
     if cond.shape != (batch, *conditional_shape):
         raise ValueError(
@@ -224,7 +230,7 @@ class PixelCNNNetwork(nn.Module):
                              f"got {self.num_hierarchies} and {self.num_resnet}.")
         batch = images.shape[0]
         h = conditioning_vector(cond, self.conditional_shape, batch, "PixelCNNNetwork")
-        x = images.astype(jnp.result_type(float)) * (2.0 / (NUM_VALUES - 1)) - 1.0
+        x = to_unit_interval(images)
         x = jnp.concatenate([x, jnp.ones_like(x[..., :1])], axis=-1)
         f, di = self.num_filters, {"data_init": data_init}
         wn = {"use_weight_norm": self.use_weight_norm}

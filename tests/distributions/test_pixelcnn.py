@@ -135,9 +135,17 @@ def test_data_dependent_init_and_dropout_training_loss_goes_down():
 def test_clear_errors(rgb_model):
     model, params = rgb_model
     with pytest.raises(ValueError, match="needs a PRNG key"):
-        model.log_prob(params, jnp.zeros((1, 5, 4, 3)), jnp.array([0]), train=True)
+        model.log_prob(params, jnp.zeros((1, 5, 4, 3), jnp.uint8), jnp.array([0]), train=True)
     with pytest.raises(ValueError, match="image shape"):
-        model.log_prob(params, jnp.zeros((1, 4, 5, 3)), jnp.array([0]))
+        model.log_prob(params, jnp.zeros((1, 4, 5, 3), jnp.uint8), jnp.array([0]))
+    with pytest.raises(ValueError, match="integer pixel values"):
+        model.log_prob(params, jnp.zeros((1, 5, 4, 3)), jnp.array([0]))
+    with pytest.raises(ValueError, match=r"class labels must be in \[0, 3\)"):
+        model.log_prob(params, jnp.zeros((1, 5, 4, 3), jnp.uint8), jnp.array([5]))
+    with pytest.raises(ValueError, match="num_logistic_mix"):
+        jd.pixel_cnn((4, 4, 1), num_logistic_mix=0)
+    with pytest.raises(ValueError, match="batch shape"):
+        model.log_prob(params, jnp.zeros((2, 5, 4, 3), jnp.uint8), jnp.array([0, 1, 0]))
     with pytest.raises(ValueError, match="image_shape must be"):
         jd.pixel_cnn((4, 4))
     with pytest.raises(ValueError, match="use_data_init needs use_weight_norm"):
