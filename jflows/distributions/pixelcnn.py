@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import optax
 
 from jflows.bijectors.base import check_event_shape
+from jflows.data.images import bits_per_dim as nats_to_bits_per_dim
 from jflows.distributions import logistic_mixture
 from jflows.nets.pixelcnnpp import PixelCNNNetwork
 
@@ -177,8 +178,8 @@ def pixel_cnn(
         return per_pixel.sum(axis=(1, 2)).reshape(batch_shape)
 
     def bits_per_dim(params, images, cond=None, *, train=False, key=None):
-        nats = log_prob(params, images, cond, train=train, key=key)
-        return -nats / (num_dims * math.log(2.0))
+        return nats_to_bits_per_dim(log_prob(params, images, cond, train=train, key=key),
+                                    num_dims)
 
     def _sample_flat(params, key, n, cond, num_row_buckets):
         height, width, channels = image_shape
