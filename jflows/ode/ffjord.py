@@ -124,7 +124,9 @@ def ffjord(
       dt0: first step size (required by ``ConstantStepSize``), given as a positive
         number for ``t0 -> t1``; the inverse uses its negation. ``None``: diffrax's
         choice (on diffrax 0.7 an ODE's first step is ``0.01``, then the controller's).
-      max_steps: the solve fails (diffrax raises) beyond this many steps.
+      max_steps: the solve fails beyond this many steps. A failed solve (too many steps,
+        or a non-finite input) returns NaN values and log-dets instead of raising, so that
+        :func:`jflows.train.fit`'s non-finite guard skips such a training step and says so.
       adjoint: how gradients flow through the solve; default
         ``diffrax.RecursiveCheckpointAdjoint()`` (differentiates the solver's own
         operations: exact gradients of the computed solution).
@@ -226,8 +228,11 @@ def ffjord(
             stepsize_controller=stepsize_controller,
             adjoint=adjoint,
             max_steps=max_steps,
+            throw=False,
         )
-        final = jax.tree_util.tree_map(lambda a: a[-1], solution.ys)
+        failed = solution.result != diffrax.RESULTS.successful
+        final = jax.tree_util.tree_map(lambda a: jnp.where(failed, jnp.nan, a[-1]),
+                                       solution.ys)
         num_steps = jnp.asarray(solution.stats["num_steps"], jnp.int32)
         stats = SolveStats.zeros(x.dtype)._replace(
             num_steps=num_steps, nfe=function_evaluations(solver, num_steps)

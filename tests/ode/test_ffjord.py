@@ -289,3 +289,15 @@ def test_vector_field_with_the_wrong_output_shape_is_rejected():
         rnode(-1.0)
     with pytest.raises(ValueError, match="noise must be one of"):
         hutchinson_trace("uniform")
+
+
+def test_a_failed_solve_returns_nan_for_the_training_guard_instead_of_raising():
+    """Too many steps, or a NaN input: NaN values and log-dets (jflows.train skips the step)."""
+    field = ConcatTimeMLP(hidden=(8,))
+    short = ffjord(field, max_steps=2)
+    params, state = short.init(KEY, jnp.zeros((4, 2)))
+    y, log_det, _ = short.forward(params, state, jax.random.normal(KEY, (4, 2)))
+    assert np.isnan(y).all() and np.isnan(log_det).all()
+    x = jnp.zeros((3, 2)).at[1, 0].set(jnp.nan)
+    y, log_det, _ = jax.jit(lambda v: ffjord(field).forward(params, state, v))(x)
+    assert np.isnan(log_det).all()
