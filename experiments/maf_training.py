@@ -31,6 +31,7 @@ import numpy as np
 import optax
 
 import jflows.train as jt
+from experiments.chunked import map_in_chunks
 from jflows.bijectors import recompute_batch_norm_statistics
 from jflows.data import BatchIterator
 
@@ -106,11 +107,8 @@ def set_batch_norm_from_data(flow, params, model_state, x, max_rows: int | None 
 
 def log_likelihoods(flow, params, model_state, x, *, batch_size: int = 1000) -> np.ndarray:
     """``log p(x)`` per row (float64 NumPy), evaluated in jitted batches."""
-    log_prob = jax.jit(lambda p, s, v: flow.log_prob(p, s, v)[0])
-    out = [np.asarray(log_prob(params, model_state, jnp.asarray(x[i:i + batch_size])),
-                      np.float64)
-           for i in range(0, len(x), batch_size)]
-    return np.concatenate(out)
+    return map_in_chunks(lambda p, s, v: flow.log_prob(p, s, v)[0], (params, model_state),
+                         (x,), batch_size).astype(np.float64)
 
 
 def mean_and_error(values: np.ndarray) -> tuple[float, float]:

@@ -35,6 +35,7 @@ import optax
 import jflows.bijectors as jb
 import jflows.data as jdata
 import jflows.train as jt
+from experiments.chunked import map_in_chunks
 from experiments.ffjord_toy import plots
 from experiments.ffjord_toy.config import OTHER_TOYS, PAPER_TOLERANCES, RNODE_WEIGHTS, Config
 from jflows.distributions import diag_normal, transformed
@@ -81,9 +82,8 @@ def make_loss(flow):
 
 def negative_log_likelihood(flow, params, state, x, chunk: int = 4096) -> float:
     """Mean NLL of ``x`` with the exact trace (``train=False``), in chunks."""
-    log_prob = jax.jit(lambda p, s, v: flow.log_prob(p, s, v)[0])
-    values = [log_prob(params, state, x[i:i + chunk]) for i in range(0, len(x), chunk)]
-    return float(-jnp.mean(jnp.concatenate(values)))
+    return float(-np.mean(map_in_chunks(lambda p, s, v: flow.log_prob(p, s, v)[0],
+                                        (params, state), (x,), chunk)))
 
 
 def seconds_per_epoch(workdir: Path, steps_per_epoch: int, batch_size: int) -> list[float]:

@@ -9,19 +9,18 @@ import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
 
+from experiments.chunked import map_in_chunks
+
 LIMITS = (-3.0, 3.0)
 
 
-def _forward(flow, params, state, x, chunk=4096):
-    fn = jax.jit(lambda p, s, v: flow.bijector.forward(p, s, v)[0])
-    return np.concatenate([np.asarray(fn(params["bijector"], state, x[i:i + chunk]))
-                           for i in range(0, len(x), chunk)])
+def _forward(flow, params, state, x):
+    return map_in_chunks(lambda p, s, v: flow.bijector.forward(p, s, v)[0],
+                         (params["bijector"], state), (x,))
 
 
-def _log_prob(flow, params, state, x, chunk=4096):
-    fn = jax.jit(lambda p, s, v: flow.log_prob(p, s, v)[0])
-    return np.concatenate([np.asarray(fn(params, state, x[i:i + chunk]))
-                           for i in range(0, len(x), chunk)])
+def _log_prob(flow, params, state, x):
+    return map_in_chunks(lambda p, s, v: flow.log_prob(p, s, v)[0], (params, state), (x,))
 
 
 def four_panel(flow, params, state, data, key, path: Path, title: str,

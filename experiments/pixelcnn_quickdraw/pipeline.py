@@ -22,6 +22,7 @@ import numpy as np
 import jflows.data as jdata
 import jflows.distributions as jd
 import jflows.train as jt
+from experiments.chunked import map_in_chunks
 from jflows.distributions.pixelcnn import evaluation_fn, training_loss_fn
 
 
@@ -72,14 +73,13 @@ def _first(split: dict, n: int | None, seed: int) -> dict:
 
 def evaluate_bits_per_dim(model, params, split: dict, batch_size: int, conditional: bool):
     """Exact mean test bits/dim over ``split`` (no dropout), batched under one ``jit``."""
-    bpd = jax.jit(lambda p, x, c: model.bits_per_dim(p, x, c))
-    total, count = 0.0, 0
-    for start in range(0, len(split["x"]), batch_size):
-        x = jnp.asarray(split["x"][start : start + batch_size])
-        c = jnp.asarray(split["label"][start : start + batch_size]) if conditional else None
-        total += float(bpd(params, x, c).sum())
-        count += x.shape[0]
-    return total / count
+    if conditional:
+        values = map_in_chunks(lambda p, x, c: model.bits_per_dim(p, x, c), (params,),
+                               (split["x"], split["label"]), batch_size)
+    else:
+        values = map_in_chunks(lambda p, x: model.bits_per_dim(p, x), (params,),
+                               (split["x"],), batch_size)
+    return float(np.mean(values))
 
 
 def scores_on_test(model, state, test: dict, cfg: PixelCNNConfig) -> dict:
