@@ -35,8 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 
 import diffrax
 import jax
@@ -47,7 +45,7 @@ import tensorflow_probability.substrates.jax as tfp
 
 import jflows.bijectors as jb
 import jflows.data as jdata
-from benchmarks.timing import machine_description
+from benchmarks.timing import interleaved_timings, machine_description
 from jflows.distributions import diag_normal, transformed
 from jflows.nets.odenet import ConcatTimeMLP
 from jflows.ode import evaluations_per_step, ffjord, hutchinson_trace, solve_metrics
@@ -206,21 +204,6 @@ def tfp_training_attempts(params_list, data):
 # --------------------------------------------------------------------------------------
 # Timing.
 # --------------------------------------------------------------------------------------
-
-
-def interleaved_timings(functions: dict, repeats: int) -> dict:
-    """``{"median": {name: s}, "best": {name: s}}``: seconds per call of each (compiled)
-    function, timed round-robin so that changes in the machine's load hit all alike."""
-    for fn in functions.values():
-        jax.block_until_ready(fn())
-    times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, fn in functions.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[name].append(time.perf_counter() - start)
-    return {"median": {name: statistics.median(ts) for name, ts in times.items()},
-            "best": {name: min(ts) for name, ts in times.items()}}
 
 
 def adam_step(loss_fn, optimizer):

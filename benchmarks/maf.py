@@ -34,7 +34,6 @@ round is kept, which makes the ratios robust to other load on a shared machine.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import equinox as eqx
@@ -49,43 +48,12 @@ from flowjax.flows import masked_autoregressive_flow
 import jflows.bijectors as jb
 import jflows.distributions as jd
 import jflows.flows as jf
-from benchmarks.timing import machine_description
+from benchmarks.timing import Timed, machine_description, time_round_robin
 from jflows.flows.maf import layer_input_order
 from jflows.nets import MADE
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 LEARNING_RATE = 1e-4
-
-
-# --------------------------------------------------------------------------------------
-# Timing.
-# --------------------------------------------------------------------------------------
-
-
-class Timed:
-    """One benchmarked callable: ``run()`` does ``calls`` calls and blocks on the result."""
-
-    def __init__(self, name: str, run: Callable[[], object], items: int, calls: int = 1):
-        self.name, self._run, self.items, self.calls = name, run, items, calls
-        start = time.perf_counter()
-        jax.block_until_ready(run())
-        self.compile_s = time.perf_counter() - start
-        self.best_s = float("inf")
-
-    def time_once(self) -> None:
-        start = time.perf_counter()
-        jax.block_until_ready(self._run())
-        self.best_s = min(self.best_s, (time.perf_counter() - start) / self.calls)
-
-    @property
-    def rate(self) -> float:
-        return self.items / self.best_s
-
-
-def time_round_robin(timers: list[Timed], repeats: int) -> None:
-    for _ in range(repeats):
-        for timer in timers:
-            timer.time_once()
 
 
 def adam_loop(loss: Callable, params, batch, steps: int) -> Callable[[], object]:

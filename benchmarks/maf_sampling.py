@@ -32,8 +32,7 @@ from flowjax.distributions import Normal
 from flowjax.flows import masked_autoregressive_flow
 
 import jflows.flows as jf
-from benchmarks.maf import Timed, time_round_robin
-from benchmarks.timing import machine_description
+from benchmarks.timing import Timed, machine_description, time_round_robin
 from jflows.nets import MADE
 from jflows.nets.made_sampling import padding_factor
 
