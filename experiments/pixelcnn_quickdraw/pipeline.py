@@ -62,7 +62,7 @@ def build_model(cfg: PixelCNNConfig, image_shape, num_classes: int):
     )
 
 
-def _first(split: dict, n: int | None, seed: int) -> dict:
+def _random_subset(split: dict, n: int | None, seed: int) -> dict:
     """A random subset of ``n`` examples (all when None), fixed by ``seed``."""
     size = len(split["x"])
     if n is None or n >= size:
@@ -94,7 +94,7 @@ def scores_on_test(model, state, test: dict, cfg: PixelCNNConfig) -> dict:
 
 def train(cfg: PixelCNNConfig, dataset: jdata.Dataset, out_dir: Path, *, progress=True):
     """Fit the model; returns ``(model, fit_result, info)``."""
-    train_split = _first(dataset.train, cfg.max_train_examples, cfg.seed)
+    train_split = _random_subset(dataset.train, cfg.max_train_examples, cfg.seed)
     image_shape = train_split["x"].shape[1:]
     num_classes = len(dataset.info["class_names"])
     model = build_model(cfg, image_shape, num_classes)
@@ -113,8 +113,8 @@ def train(cfg: PixelCNNConfig, dataset: jdata.Dataset, out_dir: Path, *, progres
     validation = None
     if dataset.validation is not None:
         validation = jdata.BatchIterator(
-            _first(dataset.validation, cfg.max_test_examples, cfg.seed), cfg.eval_batch_size,
-            shuffle=False, drop_remainder=False)
+            _random_subset(dataset.validation, cfg.max_test_examples, cfg.seed),
+            cfg.eval_batch_size, shuffle=False, drop_remainder=False)
     start = time.perf_counter()
     result = jt.fit(
         state, train_step, iterator, epochs=cfg.epochs, max_steps=cfg.max_steps,
