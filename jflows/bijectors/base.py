@@ -21,6 +21,13 @@ A :class:`Bijector` is an optax-style named tuple of functions::
 * A Bijector holds only static configuration (closures over Python constants). Close over
   it inside jitted functions; never pass it as a ``jit`` argument.
 
+**Diagnostics** travel beside the result, never in ``state`` (blackjax's ``(state, info)``
+split). A bijector that reports something (FFJORD: solver steps, function evaluations and
+why a solve failed) also sets ``forward_with_info`` / ``inverse_with_info``, the same
+functions returning ``(y, log_det, state, info)``; :func:`call_with_info` calls either kind
+(``info = ()`` for bijectors that report nothing), and the combinators thread the parts'
+infos in the shape of their params (a chain's tuple or dict, a scan's stacked layers).
+
 ``event_ndims`` is the number of trailing event axes ``forward`` consumes.
 ``event_ndims_out`` is ``None`` for bijectors whose output has the input's shape (all
 but a few); shape-changing bijectors such as :func:`jflows.bijectors.reshape` set it to
@@ -40,6 +47,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jflows.conditioning import CondShape
+
 Params = Any
 State = Any
 Array = jax.Array
@@ -56,6 +65,54 @@ class Bijector(NamedTuple):
     inverse: Callable[..., tuple[Array, Array, State]]
     event_ndims: int = 0
     event_ndims_out: int | None = None
+    cond_shape: CondShape = None
+    forward_with_info: Callable[..., tuple[Array, Array, State, Any]] | None = None
+    inverse_with_info: Callable[..., tuple[Array, Array, State, Any]] | None = None
+
+
+def refuse_as_pytree(kind: str):
+    """Register ``kind`` so that passing one to ``jax.jit`` (or any pytree function) says
+    to close over it instead of JAX's "not a valid JAX type" about a function leaf."""
+
+    def flatten(obj):
+        raise TypeError(
+            f"A jflows {kind.__name__} holds functions and static configuration, not arrays: "
+            f"close over it (e.g. `loss = lambda params, x: -model.log_prob(params, ...)` "
+            f"with `model` from the enclosing scope) instead of passing it as an argument "
+            f"of jax.jit / vmap / grad or putting it in a pytree."
+        )
+
+    jax.tree_util.register_pytree_node(kind, flatten, lambda aux, children: None)
+    return kind
+
+
+refuse_as_pytree(Bijector)
+
+
+def call_with_info(bijector: Bijector, direction: str, params, state, x, **kwargs):
+    """``(y, log_det, state, info)`` of ``bijector.<direction>`` (``'forward'``/``'inverse'``).
+
+    Bijectors without diagnostics report ``info = ()``.
+    """
+    with_info = getattr(bijector, f"{direction}_with_info")
+    if with_info is not None:
+        return with_info(params, state, x, **kwargs)
+    return (*getattr(bijector, direction)(params, state, x, **kwargs), EMPTY)
+
+
+def has_info(*bijectors: Bijector) -> bool:
+    """Whether any of ``bijectors`` reports diagnostics (sets ``*_with_info``)."""
+    return any(b.forward_with_info is not None or b.inverse_with_info is not None
+               for b in bijectors)
+
+
+def without_info(with_info: Callable) -> Callable:
+    """The contract's ``(y, log_det, state)`` function from a ``*_with_info`` one."""
+
+    def call(params, state, x, **kwargs):
+        return with_info(params, state, x, **kwargs)[:3]
+
+    return call
 
 
 def output_event_ndims(bijector: Bijector) -> int:

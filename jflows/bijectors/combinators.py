@@ -2,7 +2,10 @@
 
 All of them thread ``cond`` and ``train`` to every part unchanged, give each part its own
 key (``jax.random.fold_in(key, part_index)``, the same index in both directions), and
-sum the parts' log-dets down to the combinator's batch shape.
+sum the parts' log-dets down to the combinator's batch shape. The parts' diagnostics
+(``info``, see :mod:`jflows.bijectors.base`) come back in the shape of the params: a
+tuple or dict per part for ``chain`` and ``block``, stacked over layers for ``scan``.
+A combinator's ``cond_shape`` is its conditional parts' (which must agree).
 """
 
 from __future__ import annotations
@@ -13,11 +16,32 @@ import jax.numpy as jnp
 from jflows.bijectors.base import (
     Bijector,
     batch_shape_of,
+    call_with_info,
     check_event_rank,
+    has_info,
     output_event_ndims,
     reduce_to_batch,
     split_key,
+    without_info,
 )
+from jflows.conditioning import merge_cond_shapes
+
+
+def _combined(name, parts, init, forward_with_info, inverse_with_info, event_ndims,
+              event_ndims_out=None) -> Bijector:
+    """A combinator's Bijector: forward/inverse derived from the ``*_with_info`` bodies,
+    which are exposed only when some part reports diagnostics."""
+    reports = has_info(*parts)
+    return Bijector(
+        init,
+        without_info(forward_with_info),
+        without_info(inverse_with_info),
+        event_ndims,
+        event_ndims_out,
+        merge_cond_shapes([part.cond_shape for part in parts], name),
+        forward_with_info if reports else None,
+        inverse_with_info if reports else None,
+    )
 
 
 def _chain_event_ndims(parts) -> tuple[int, int | None]:
@@ -102,13 +126,13 @@ def chain(*bijectors: Bijector, **named_bijectors: Bijector) -> Bijector:
         batch_ndim = x.ndim - input_ndims[direction]
         keys = split_key(kwargs.pop("key"), len(parts))
         params, state = unpack(params, "params"), unpack(state, "state")
-        new_state = list(state)
+        new_state, info = list(state), [()] * len(parts)
         log_det = jnp.zeros(x.shape[:batch_ndim], x.dtype)
         for i in order:
-            fn = getattr(parts[i], direction)
-            x, part_log_det, new_state[i] = fn(params[i], state[i], x, key=keys[i], **kwargs)
+            x, part_log_det, new_state[i], info[i] = call_with_info(
+                parts[i], direction, params[i], state[i], x, key=keys[i], **kwargs)
             log_det = log_det + reduce_to_batch(part_log_det, batch_ndim)
-        return x, log_det, pack(new_state)
+        return x, log_det, pack(new_state), pack(info)
 
     def forward(params, state, x, *, cond=None, train=False, key=None):
         order = range(len(parts))
@@ -118,7 +142,7 @@ def chain(*bijectors: Bijector, **named_bijectors: Bijector) -> Bijector:
         order = reversed(range(len(parts)))
         return _run(order, params, state, y, "inverse", cond=cond, train=train, key=key)
 
-    return Bijector(init, forward, inverse, event_ndims, event_ndims_out)
+    return _combined("chain", parts, init, forward, inverse, event_ndims, event_ndims_out)
 
 
 def invert(bijector: Bijector) -> Bijector:
@@ -135,6 +159,9 @@ def invert(bijector: Bijector) -> Bijector:
         bijector.forward,
         output_event_ndims(bijector),
         event_ndims_out,
+        bijector.cond_shape,
+        bijector.inverse_with_info,
+        bijector.forward_with_info,
     )
 
 
@@ -173,26 +200,30 @@ def block(bijectors, sizes) -> Bijector:
         return [x[..., a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
     def init(key, x):
-        pieces = slices(x, "block.init")
+        check_event_rank(x, 1, "block.init")
+        if x.shape[-1] != total:
+            slices(x, "block.init")  # raises the size error
         out = [
-            part.init(k, jax.ShapeDtypeStruct(piece.shape, piece.dtype))
-            for part, k, piece in zip(parts, jax.random.split(key, len(parts)), pieces, strict=True)
+            part.init(k, jax.ShapeDtypeStruct((*x.shape[:-1], size), x.dtype))
+            for part, k, size in zip(parts, jax.random.split(key, len(parts)), sizes, strict=True)
         ]
         return tuple(p for p, _ in out), tuple(s for _, s in out)
 
     def _run(params, state, x, direction, key, **kwargs):
         pieces = slices(x, f"block.{direction}")
         batch_ndim = x.ndim - 1
-        outs, new_state = [], []
+        outs, new_state, info = [], [], []
         log_det = jnp.zeros(batch_shape_of(x, 1), x.dtype)
         for part, p, s, piece, k in zip(
             parts, params, state, pieces, split_key(key, len(parts)), strict=True
         ):
-            y, part_log_det, s = getattr(part, direction)(p, s, piece, key=k, **kwargs)
+            y, part_log_det, s, part_info = call_with_info(part, direction, p, s, piece,
+                                                           key=k, **kwargs)
             outs.append(y)
             new_state.append(s)
+            info.append(part_info)
             log_det = log_det + reduce_to_batch(part_log_det, batch_ndim)
-        return jnp.concatenate(outs, axis=-1), log_det, tuple(new_state)
+        return jnp.concatenate(outs, axis=-1), log_det, tuple(new_state), tuple(info)
 
     def forward(params, state, x, *, cond=None, train=False, key=None):
         return _run(params, state, x, "forward", key, cond=cond, train=train)
@@ -200,7 +231,7 @@ def block(bijectors, sizes) -> Bijector:
     def inverse(params, state, y, *, cond=None, train=False, key=None):
         return _run(params, state, y, "inverse", key, cond=cond, train=train)
 
-    return Bijector(init, forward, inverse, 1)
+    return _combined("block", parts, init, forward, inverse, 1)
 
 
 def scan(bijector: Bijector, num_layers: int) -> Bijector:
@@ -225,23 +256,23 @@ def scan(bijector: Bijector, num_layers: int) -> Bijector:
     def _run(params, state, x, direction, key, **kwargs):
         check_event_rank(x, event_ndims, f"scan.{direction}")
         batch_ndim = x.ndim - event_ndims
-        fn = getattr(bijector, direction)
 
         def layer(carry, inputs):
             x, log_det = carry
             p, s, index = inputs
             k = None if key is None else jax.random.fold_in(key, index)
-            y, layer_log_det, s = fn(p, s, x, key=k, **kwargs)
-            return (y, log_det + reduce_to_batch(layer_log_det, batch_ndim)), s
+            y, layer_log_det, s, info = call_with_info(bijector, direction, p, s, x, key=k,
+                                                       **kwargs)
+            return (y, log_det + reduce_to_batch(layer_log_det, batch_ndim)), (s, info)
 
         carry = (x, jnp.zeros(batch_shape_of(x, event_ndims), x.dtype))
-        (y, log_det), new_state = jax.lax.scan(
+        (y, log_det), (new_state, info) = jax.lax.scan(
             layer,
             carry,
             (params, state, jnp.arange(num_layers)),
             reverse=direction == "inverse",
         )
-        return y, log_det, new_state
+        return y, log_det, new_state, info
 
     def forward(params, state, x, *, cond=None, train=False, key=None):
         return _run(params, state, x, "forward", key, cond=cond, train=train)
@@ -249,5 +280,5 @@ def scan(bijector: Bijector, num_layers: int) -> Bijector:
     def inverse(params, state, y, *, cond=None, train=False, key=None):
         return _run(params, state, y, "inverse", key, cond=cond, train=train)
 
-    return Bijector(init, forward, inverse, event_ndims)
+    return _combined("scan", [bijector], init, forward, inverse, event_ndims)
 

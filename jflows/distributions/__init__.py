@@ -1,6 +1,7 @@
 """Distributions as pure functions: base, transformed (flow) and PixelCNN++ distributions."""
 
 from jflows.distributions.base import (
+    DensityModel,
     Distribution,
     diag_normal,
     logistic,
@@ -12,6 +13,7 @@ from jflows.distributions.pixelcnn import PixelCNN, paper_optimizer, pixel_cnn
 from jflows.distributions.transformed import TransformedDistribution, transformed
 
 __all__ = [
+    "DensityModel",
     "Distribution",
     "PixelCNN",
     "TransformedDistribution",
