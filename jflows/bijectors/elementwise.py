@@ -235,9 +235,19 @@ def normal_cdf(*, event_ndims: int = 0, validate_args: bool = False) -> Bijector
 def sigmoid(low=None, high=None, *, event_ndims: int = 0, validate_args: bool = False) -> Bijector:
     """``y = low + (high - low) * sigmoid(x)`` (default ``low=0, high=1``).
 
-    ``log|dy/dx| = log(high - low) - softplus(-x) - softplus(x)``; the inverse is the logit
-    ``x = log z - log1p(-z)`` with ``z = (y - low)/(high - low)`` and
-    ``log|dx/dy| = -log(high - low) - log z - log1p(-z)``. TFP: ``tfb.Sigmoid(low, high)``.
+    With ``w = high - low`` and ``s = sigmoid(-|x|)`` (in ``(0, 1/2]``, accurate however
+    small), the forward is evaluated from the nearer edge: ``y = low + w s`` for ``x < 0``
+    and ``y = high - w s`` for ``x >= 0``, so that ``y`` can land on a value one float step
+    inside either edge rather than rounding onto it. ``log|dy/dx| = log w - softplus(-x) -
+    softplus(x)``. The inverse and its log-det are taken from the distances to the edges,
+    formed in the data space (``y - low`` and ``high - y`` are exact for ``y`` near that
+    edge, whereas ``z = (y - low)/w`` rounds to 1 one float step below ``high``):
+
+        x = log(y - low) - log(high - y),
+        log|dx/dy| = log w - log(y - low) - log(high - y),
+
+    which on the default ``(0, 1)`` are ``log y - log1p(-y)`` and ``-log y - log1p(-y)``.
+    TFP: ``tfb.Sigmoid(low, high)``.
     """
     if (low is None) != (high is None):
         raise ValueError(f"sigmoid: give both low and high or neither; got low={low}, high={high}.")
@@ -248,31 +258,44 @@ def sigmoid(low=None, high=None, *, event_ndims: int = 0, validate_args: bool = 
     # log(1 - 0) = 0: XLA materialises such a zero as a full-size array.
     unit_interval = low is None
 
-    def stretch(p, s):
-        return s if unit_interval else p["low"] + (p["high"] - p["low"]) * s
-
-    def unit(p, y):
-        return y if unit_interval else (y - p["low"]) / (p["high"] - p["low"])
+    def forward(p, x):
+        s = jax.nn.sigmoid(-jnp.abs(x))
+        if unit_interval:
+            return jnp.where(x < 0, s, 1.0 - s)
+        width = p["high"] - p["low"]
+        return jnp.where(x < 0, p["low"] + width * s, p["high"] - width * s)
 
     def log_width(p):
         return 0.0 if unit_interval else jnp.log(p["high"] - p["low"])
 
+    def log_distances(p, y):
+        """``(log(y - low), log(high - y))``."""
+        if unit_interval:
+            return jnp.log(y), jnp.log1p(-y)
+        return jnp.log(y - p["low"]), jnp.log(p["high"] - y)
+
+    def inverse(p, y):
+        log_above_low, log_below_high = log_distances(p, y)
+        return log_above_low - log_below_high
+
     def inverse_log_det(p, y):
-        z = unit(p, y)
-        return -jnp.log(z) - jnp.log1p(-z) - log_width(p)
+        log_above_low, log_below_high = log_distances(p, y)
+        return log_width(p) - log_above_low - log_below_high
+
+    def in_domain(p, y):
+        if unit_interval:
+            return (y > 0) & (y < 1)
+        return (y > p["low"]) & (y < p["high"])
 
     return elementwise(
         "sigmoid",
-        lambda p, x: stretch(p, jax.nn.sigmoid(x)),
-        lambda p, y: jnp.log(unit(p, y)) - jnp.log1p(-unit(p, y)),
+        forward,
+        inverse,
         lambda p, x: -jax.nn.softplus(-x) - jax.nn.softplus(x) + log_width(p),
         inverse_log_det,
         constants={} if unit_interval else {"low": low, "high": high},
         event_ndims=event_ndims,
-        inverse_domain=(
-            lambda p, y: (unit(p, y) > 0) & (unit(p, y) < 1),
-            "strictly between low and high",
-        ),
+        inverse_domain=(in_domain, "strictly between low and high"),
         validate_args=validate_args,
     )
 
