@@ -22,6 +22,14 @@ The checks:
 * ``finite_at_edges``: finite outputs and log-dets on inputs near the domain's edges.
 * ``bad_shapes``: inputs with too few axes (and the case's ``bad_inputs``) raise a
   ``ValueError`` at trace time, under ``jit``, whose message names the shapes.
+* ``transformed``: the bijector inside :func:`jflows.distributions.transformed` over bases
+  of the bijector's own event rank, of higher ranks (the log-det summed over the extra
+  axes, TFP's rule) and, for ``scalar_base`` cases, a scalar base. ``log_prob`` equals the
+  closed form ``log p_base(f^{-1}(y)) + log|det d f^{-1}/dy|`` with the Jacobian of the
+  whole event from :func:`jax.jacobian` in float64 (independent of the bijector's log-det
+  and of the rank reconciliation); ``sample_and_log_prob`` agrees with ``log_prob``; and
+  for a scalar base ``cdf`` lies in [0, 1] and ``d cdf / dy`` equals the density (which
+  fails if a decreasing bijector's ``cdf`` were ``F`` instead of ``1 - F``).
 
 Parameters are perturbed away from their initial values (``param_noise``) so that
 bijectors which start at the identity are tested away from it.
@@ -37,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jflows.bijectors.base import Bijector, output_event_ndims
+from jflows.distributions import standard_normal, transformed
 
 Sampler = Callable[[jax.Array, tuple[int, ...]], jax.Array]
 
@@ -67,6 +76,13 @@ class BijectorCase:
         ``state_after_train`` and to skip ``batch_matches_vmap`` in train mode.
       rtol / atol: tolerances of the float32 comparisons.
       jacobian_atol: tolerance of the float64 Jacobian comparison.
+      base: ``event_shape -> DensityModel`` whose support is ``forward``'s domain, for the
+        ``transformed`` check (default standard normal; e.g. a uniform base for a bijector
+        defined on the unit interval).
+      higher_rank_bases: for ``transformed``, also bases with extra leading event axes
+        (``(2,) + event_shape``, and ``(2, 2) + event_shape`` for elementwise bijectors).
+      scalar_base: for ``transformed``, also a scalar base (elementwise bijectors whose
+        params do not fix the event shape); adds the ``cdf`` checks.
       checks: the names of the checks that apply (default all).
     """
 
@@ -86,6 +102,9 @@ class BijectorCase:
     rtol: float = 1e-4
     atol: float = 1e-4
     jacobian_atol: float = 1e-6
+    base: Callable | None = None
+    higher_rank_bases: bool = True
+    scalar_base: bool = False
     checks: Sequence[str] | None = None
 
     def __repr__(self):  # short test ids
@@ -367,6 +386,90 @@ def check_bad_shapes(case: BijectorCase) -> None:
             )
 
 
+def transformed_base_shapes(case: BijectorCase) -> list[tuple[int, ...]]:
+    """The base event shapes the ``transformed`` check puts ``case``'s bijector over."""
+    shapes = [tuple(case.event_shape)]
+    if case.higher_rank_bases and case.cond_shape is None:
+        shapes.append((2, *case.event_shape))
+        if case.make().event_ndims == 0:
+            shapes.append((2, 2, *case.event_shape))
+    if case.scalar_base:
+        shapes.append(())
+    return shapes
+
+
+def _closed_form_log_prob(flow, params, state, y_event, kwargs):
+    """``log p_base(f^{-1}(y)) + log|det d f^{-1}/dy|`` of one event, dense Jacobian."""
+    def to_base(v):
+        return flow.bijector.inverse(params["bijector"], state["bijector"], v, **kwargs)[0]
+
+    x_event = to_base(y_event)
+    base_log_prob = flow.base.log_prob(params["base"], state["base"], x_event)
+    return base_log_prob + dense_log_det(to_base, y_event)
+
+
+def check_transformed(case: BijectorCase, num_events: int = 2) -> None:
+    """``transformed(base, bijector)`` over several base ranks against the closed form."""
+    for base_shape in transformed_base_shapes(case):
+        _check_transformed_over(case, base_shape, num_events)
+
+
+def _check_transformed_over(case, base_shape, num_events):
+    label = f"base event shape {base_shape}"
+    make_base = case.base or standard_normal
+    with jax.enable_x64(True):
+        flow = transformed(make_base(base_shape), case.make(), cond_shape=case.cond_shape)
+        key_init, key_noise, key_x, key_cond, key_call = jax.random.split(jax.random.key(1), 5)
+        params, state = flow.init(key_init, jnp.float64)
+        params = _perturb(params, key_noise, case.param_noise)
+        batch_shape = tuple(case.batch_shape)
+        x = case.sample_x(key_x, batch_shape + tuple(base_shape)).astype(jnp.float64)
+        kwargs = {}
+        if case.cond_shape is not None:
+            kwargs["cond"] = jax.random.normal(key_cond, batch_shape + tuple(case.cond_shape),
+                                               jnp.float64)
+        if case.needs_key:
+            kwargs["key"] = key_call
+        y = flow.bijector.forward(params["bijector"], state["bijector"], x, **kwargs)[0]
+        if tuple(y.shape) != batch_shape + tuple(flow.event_shape):
+            _fail(case, "transformed", f"{label}: forward output {tuple(y.shape)} is not "
+                  f"batch {batch_shape} + the model's event shape {flow.event_shape}")
+        log_prob = flow.log_prob(params, state, y, **kwargs)
+        if tuple(log_prob.shape) != batch_shape:
+            _fail(case, "transformed", f"{label}: log_prob has shape {tuple(log_prob.shape)}, "
+                  f"expected the batch shape {batch_shape}")
+        if not case.stochastic_log_det:
+            flat_y = y.reshape((-1, *flow.event_shape))
+            flat_cond = (None if case.cond_shape is None
+                         else kwargs["cond"].reshape((-1, *case.cond_shape)))
+            for i in range(min(num_events, flat_y.shape[0])):
+                event_kwargs = dict(kwargs)
+                if flat_cond is not None:
+                    event_kwargs["cond"] = flat_cond[i]
+                expected = _closed_form_log_prob(flow, params, state, flat_y[i], event_kwargs)
+                _assert_close(case, "transformed", f"{label}, event {i}: log_prob vs closed form",
+                              log_prob.reshape(-1)[i], expected, 1e-7, case.jacobian_atol)
+        sample_kwargs = {"cond": kwargs["cond"]} if "cond" in kwargs else {}
+        samples, sample_log_prob = flow.sample_and_log_prob(params, state, key_call,
+                                                            **sample_kwargs)
+        again = flow.log_prob(params, state, samples, **kwargs)
+        _assert_close(case, "transformed", f"{label}: sample_and_log_prob vs log_prob",
+                      sample_log_prob, again, case.rtol, case.atol)
+        if base_shape == () and case.cond_shape is None:
+            _check_cdf(case, flow, params, state, y)
+
+
+def _check_cdf(case, flow, params, state, y):
+    """``cdf`` in [0, 1] with ``d cdf / dy = p(y)`` (float64)."""
+    cdf = flow.cdf(params, state, y)
+    if not np.all((np.asarray(cdf) >= 0) & (np.asarray(cdf) <= 1)):
+        _fail(case, "transformed", f"cdf outside [0, 1]: {np.asarray(cdf)}")
+    density = jnp.exp(flow.log_prob(params, state, y))
+    slope = jax.vmap(jax.grad(lambda v: flow.cdf(params, state, v)))(y.reshape(-1))
+    _assert_close(case, "transformed", "d cdf / dy vs exp(log_prob)", slope,
+                  density.reshape(-1), 1e-6, 1e-9)
+
+
 CHECKS: dict[str, Callable[[BijectorCase], None]] = {
     "round_trip": check_round_trip,
     "inverse_log_det": check_inverse_log_det,
@@ -378,6 +481,7 @@ CHECKS: dict[str, Callable[[BijectorCase], None]] = {
     "grad_finite": check_grad_finite,
     "finite_at_edges": check_finite_at_edges,
     "bad_shapes": check_bad_shapes,
+    "transformed": check_transformed,
 }
 
 

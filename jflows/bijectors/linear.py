@@ -100,6 +100,9 @@ def affine_tril_lowrank(
       the gradient with respect to ``U`` vanishes.
     * ``'shift'``: zeros. Pass ``shift=0.0`` for a linear map without a shift.
     """
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
+        raise ValueError(f"affine_tril_lowrank: rank must be an int >= 0 (0: no low-rank "
+                         f"update), got {rank!r}.")
     constants = {}
     if scale_tril is not None:
         constants["scale_tril"] = jnp.asarray(scale_tril)

@@ -155,6 +155,15 @@ def check_event_sizes(event_shape, name: str) -> tuple[int, ...]:
     return shape
 
 
+def cast_floating(tree, dtype):
+    """Every floating leaf of ``tree`` in ``dtype`` (Flax creates float32 params whatever
+    the example's dtype; a model's ``init(key, dtype)`` returns params and state in
+    ``dtype``, so float64 data meet float64 params)."""
+    return jax.tree_util.tree_map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a,
+        tree)
+
+
 def _describe(tree) -> str:
     shapes = jax.tree_util.tree_map(lambda a: tuple(jnp.shape(a)), tree)
     text = str(shapes)

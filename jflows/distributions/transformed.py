@@ -54,6 +54,7 @@ from jflows.conditioning import (
 from jflows.distributions.base import (
     DensityModel,
     abstract_init,
+    cast_floating,
     check_data_dtype,
     check_init_dtype,
     check_key,
@@ -135,14 +136,15 @@ def transformed(base: DensityModel, bijector: Bijector, *,
     base_takes_cond = base.cond_shape is not None
 
     def init(key, dtype=None):
+        """``(params, state)``, every floating leaf in ``dtype`` (default: JAX's float)."""
         check_key(key, "transformed.init")
         dtype = check_init_dtype(dtype, "transformed.init")
         base_key, bijector_key = jax.random.split(key)
         base_params, base_state = base.init(base_key, dtype)
         example = jax.ShapeDtypeStruct(tuple(base.event_shape), dtype)
         bijector_params, bijector_state = bijector.init(bijector_key, example)
-        return ({"base": base_params, "bijector": bijector_params},
-                {"base": base_state, "bijector": bijector_state})
+        return cast_floating(({"base": base_params, "bijector": bijector_params},
+                              {"base": base_state, "bijector": bijector_state}), dtype)
 
     expected = abstract_init(init)
 
