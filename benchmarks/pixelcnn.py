@@ -48,7 +48,7 @@ CONFIGS = {
 }
 
 
-def bench_train(model, params, batch, steps):
+def bench_train(model, params, state, batch, steps):
     optimizer = jd.paper_optimizer()
     opt_state = optimizer.init(params)
     images = jax.random.randint(jax.random.key(1), (batch, *model.event_shape), 0, 256)
@@ -56,7 +56,7 @@ def bench_train(model, params, batch, steps):
     @jax.jit
     def step(params, opt_state, key):
         loss, grads = jax.value_and_grad(
-            lambda p: model.bits_per_dim(p, images, train=True, key=key).mean())(params)
+            lambda p: model.bits_per_dim(p, state, images, train=True, key=key).mean())(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -89,9 +89,9 @@ def bench_sampling(model, params, sample_batches, num_row_buckets, repeats):
     return result
 
 
-def bench_sample_end_to_end(model, params, n, num_row_buckets):
+def bench_sample_end_to_end(model, params, state, n, num_row_buckets):
     start = time.perf_counter()
-    jax.block_until_ready(model.sample(params, jax.random.key(0), n,
+    jax.block_until_ready(model.sample(params, state, jax.random.key(0), n,
                                        num_row_buckets=num_row_buckets))
     return time.perf_counter() - start  # includes compilation
 
@@ -129,10 +129,10 @@ def main(argv=None):
     for name in args.configs.split(","):
         cfg = CONFIGS[name]
         model = jd.pixel_cnn(**cfg, use_data_init=False)
-        params = model.init(jax.random.key(0))
+        params, state = model.init(jax.random.key(0))
         n_params = sum(x.size for x in jax.tree.leaves(params))
         entry = {"config": cfg, "num_params": int(n_params)}
-        entry["train"] = bench_train(model, params, args.batch, args.train_steps)
+        entry["train"] = bench_train(model, params, state, args.batch, args.train_steps)
         train = entry["train"]
         print(f"{name}: {n_params / 1e6:.2f}M params, train batch {args.batch}: "
               f"{train['images_per_s']:.2f} images/s "
@@ -148,7 +148,7 @@ def main(argv=None):
                       flush=True)
             if args.sample_end_to_end:
                 entry["sample_16_end_to_end_s"] = bench_sample_end_to_end(
-                    model, params, 16, args.num_row_buckets)
+                    model, params, state, 16, args.num_row_buckets)
                 print(f"  sample 16 end to end (incl. compile): "
                       f"{entry['sample_16_end_to_end_s']:.0f} s", flush=True)
         if args.torch_python and args.torch_ref and cfg["image_shape"][-1] == 1:

@@ -53,7 +53,7 @@ class PixelCNNConfig:
 def build_model(cfg: PixelCNNConfig, image_shape, num_classes: int):
     return jd.pixel_cnn(
         image_shape,
-        conditional_shape=(num_classes,) if cfg.conditional else None,
+        cond_shape=(num_classes,) if cfg.conditional else None,
         num_resnet=cfg.num_resnet,
         num_hierarchies=cfg.num_hierarchies,
         num_filters=cfg.num_filters,
@@ -71,21 +71,23 @@ def _random_subset(split: dict, n: int | None, seed: int) -> dict:
     return {k: v[index] for k, v in split.items()}
 
 
-def evaluate_bits_per_dim(model, params, split: dict, batch_size: int, conditional: bool):
-    """Exact mean test bits/dim over ``split`` (no dropout), batched under one ``jit``."""
-    if conditional:
-        values = map_in_chunks(lambda p, x, c: model.bits_per_dim(p, x, c), (params,),
-                               (split["x"], split["label"]), batch_size)
+def evaluate_bits_per_dim(model, params, model_state, split: dict, batch_size: int):
+    """Exact mean test bits/dim over ``split`` (no dropout), batched under one ``jit``;
+    conditioned on ``split["label"]`` when the model is conditional."""
+    if model.cond_shape is not None:
+        values = map_in_chunks(lambda p, s, x, c: model.bits_per_dim(p, s, x, cond=c),
+                               (params, model_state), (split["x"], split["label"]), batch_size)
     else:
-        values = map_in_chunks(lambda p, x: model.bits_per_dim(p, x), (params,),
-                               (split["x"],), batch_size)
+        values = map_in_chunks(lambda p, s, x: model.bits_per_dim(p, s, x),
+                               (params, model_state), (split["x"],), batch_size)
     return float(np.mean(values))
 
 
 def scores_on_test(model, state, test: dict, cfg: PixelCNNConfig) -> dict:
     """Test bits/dim with the Polyak-averaged and with the raw parameters."""
     def score(params):
-        return evaluate_bits_per_dim(model, params, test, cfg.eval_batch_size, cfg.conditional)
+        return evaluate_bits_per_dim(model, params, state.model_state, test,
+                                     cfg.eval_batch_size)
 
     return {"test_examples": len(test["x"]),
             "test_bits_per_dim_polyak": score(state.ema_params),
@@ -101,11 +103,11 @@ def train(cfg: PixelCNNConfig, dataset: jdata.Dataset, out_dir: Path, *, progres
     key_init, key_run = jax.random.split(jax.random.key(cfg.seed))
     init_batch = train_split["x"][: cfg.batch_size]
     init_labels = train_split["label"][: cfg.batch_size] if cfg.conditional else None
-    params = model.init(key_init, images=init_batch, cond=init_labels)  # data-dependent init
+    params, model_state = model.init(key_init, images=init_batch, cond=init_labels)  # data init
 
     optimizer = jd.paper_optimizer(cfg.learning_rate, cfg.lr_decay_per_step)
-    state = jt.TrainState.create(params=params, optimizer=optimizer, key=key_run,
-                                 ema_decay=cfg.polyak_decay)
+    state = jt.TrainState.create(params=params, model_state=model_state, optimizer=optimizer,
+                                 key=key_run, ema_decay=cfg.polyak_decay)
     train_step = jt.make_train_step(training_loss_fn(model), optimizer,
                                     ema_decay=cfg.polyak_decay)
     iterator = jdata.BatchIterator(train_split, cfg.batch_size, seed=cfg.seed,
@@ -129,10 +131,10 @@ def train(cfg: PixelCNNConfig, dataset: jdata.Dataset, out_dir: Path, *, progres
     return model, result, info
 
 
-def sample_images(model, params, cfg: PixelCNNConfig, labels, key):
+def sample_images(model, params, model_state, cfg: PixelCNNConfig, labels, key):
     """Samples (int32 images) for ``labels`` (or ``len(labels)`` unconditional draws)."""
     cond = jnp.asarray(labels) if cfg.conditional else None
-    return np.asarray(model.sample(params, key, len(labels), cond,
+    return np.asarray(model.sample(params, model_state, key, len(labels), cond=cond,
                                    num_row_buckets=cfg.num_row_buckets))
 
 

@@ -25,7 +25,6 @@ from jflows.data.cache import (
 )
 from jflows.data.dataset import Dataset
 from jflows.data.images import (
-    bits_per_dim,
     cifar10,
     dequantize,
     inverse_logit_transform,
@@ -42,7 +41,7 @@ from jflows.data.uci import bsds300, gas, hepmass, miniboone, power
 
 __all__ = [
     "BatchIterator", "CorruptDataError", "DataError", "Dataset", "MissingDataError",
-    "RemoteFile", "available", "bits_per_dim", "bsds300", "cifar10", "data_home",
+    "RemoteFile", "available", "bsds300", "cifar10", "data_home",
     "dequantize", "fetch", "gas", "hepmass", "inverse_logit_transform", "load",
     "logit_nats_to_bits_per_dim", "logit_transform", "miniboone", "mnist",
     "pixel_log_prob", "power", "prefetch_to_device", "quickdraw_bitmaps", "register",

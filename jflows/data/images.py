@@ -125,15 +125,12 @@ def pixel_log_prob(log_prob_logit, log_det, num_dims: int, num_bits: int = 8):
     return log_prob_logit + log_det - num_dims * num_bits * np.log(2.0)
 
 
-def bits_per_dim(log_prob, num_dims: int):
-    """``-log_prob / (D log 2)``: nats per example to bits per dimension."""
-    return -log_prob / (num_dims * np.log(2.0))
-
-
 def logit_nats_to_bits_per_dim(log_prob_logit, log_det, num_dims: int, num_bits: int = 8):
-    """Bits/dim in pixel space of a model that reports ``log p(y)`` in logit space; pass the
-    per-example ``log_det`` of :func:`logit_transform` (the loaders' ``"logdet"`` array)."""
-    return bits_per_dim(pixel_log_prob(log_prob_logit, log_det, num_dims, num_bits), num_dims)
+    """Bits/dim in pixel space of a model that reports ``log p(y)`` in logit space,
+    ``-log p(z) / (D log 2)`` with ``log p(z)`` of :func:`pixel_log_prob`; pass the
+    per-example ``log_det`` of :func:`logit_transform` (the loaders' ``"logdet"`` array).
+    (Any other nats -> bits/dim conversion: ``jflows.units.bits_per_dim``.)"""
+    return -pixel_log_prob(log_prob_logit, log_det, num_dims, num_bits) / (num_dims * np.log(2.0))
 
 
 def logit_preprocess(images: np.ndarray, lam: float, rng: np.random.RandomState):

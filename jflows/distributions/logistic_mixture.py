@@ -29,71 +29,31 @@ switches between ``log(-expm1(-d))`` and ``log1p(-exp(-d))`` at ``d = log 2`` (M
 for finite inputs, so ``jnp.where`` between them gives finite gradients. ``log_scale`` is
 clamped below at -7 as in the reference code.
 
-The raw parameter vector (the network's last axis, length :func:`num_params`) is laid out
+The raw parameter vector (the network's last axis, length ``num_params(C, K)``) is laid out
 ``[logits (K) | locs (C*K) | log_scales (C*K) | coupling coefficients (C(C-1)/2*K)]``;
-for C = 3 that is the reference code's ``10 * K`` values per pixel.
+for C = 3 that is the reference code's ``10 * K`` values per pixel. That layout, the
+``log_scale`` clamp and the rescaling ``u = 2 x / 255 - 1`` are written once, in
+:mod:`jflows.nets.logistic_mixture_layout` (shared with the network that produces the
+vector).
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-NUM_VALUES = 256
-"""Pixel values are the integers ``0 .. NUM_VALUES - 1`` (8-bit images)."""
-MIN_LOG_SCALE = -7.0
-"""Lower clamp of ``log_scale``, as in the PixelCNN++ reference code."""
+from jflows.nets.logistic_mixture_layout import (
+    NUM_VALUES,
+    LogisticMixtureParams,
+    split_params,
+    to_unit_interval,
+)
+
 _HALF_BIN = 1.0 / (NUM_VALUES - 1)  # half the bin width on the [-1, 1] axis
 _LOG_BIN_WIDTH = math.log(2.0 * _HALF_BIN)
 _LOG1MEXP_SERIES_BELOW = -15.0  # log d below which log1mexp(d) = log d - d/2 to float precision
-
-
-class LogisticMixtureParams(NamedTuple):
-    """Per-pixel mixture parameters, split from the raw vector by :func:`split_params`.
-
-    Shapes (``...`` = batch and pixel axes): ``logits (..., K)``, ``locs (..., C, K)``,
-    ``log_scales (..., C, K)`` (clamped at :data:`MIN_LOG_SCALE`), ``coeffs
-    (..., C(C-1)/2, K)`` in ``(-1, 1)``; coefficient ``c (c-1)/2 + c'`` couples channel
-    ``c'`` into channel ``c > c'``.
-    """
-
-    logits: jax.Array
-    locs: jax.Array
-    log_scales: jax.Array
-    coeffs: jax.Array
-
-
-def num_params(num_channels: int, num_logistic_mix: int) -> int:
-    """Length of the raw parameter vector per pixel: ``K (1 + 2 C + C (C - 1) / 2)``."""
-    return num_logistic_mix * (1 + 2 * num_channels + num_channels * (num_channels - 1) // 2)
-
-
-def split_params(raw: jax.Array, num_channels: int, num_logistic_mix: int) -> LogisticMixtureParams:
-    """Split a raw ``(..., num_params(C, K))`` array into :class:`LogisticMixtureParams`."""
-    c, k = num_channels, num_logistic_mix
-    expected = num_params(c, k)
-    if raw.shape[-1] != expected:
-        raise ValueError(
-            f"logistic mixture: expected {expected} raw parameters per pixel on the last axis "
-            f"({k} components, {c} channels), got shape {tuple(raw.shape)}."
-        )
-    batch = raw.shape[:-1]
-    n_coeffs = c * (c - 1) // 2
-    logits, locs, log_scales, coeffs = jnp.split(raw, [k, k + c * k, k + 2 * c * k], axis=-1)
-    return LogisticMixtureParams(
-        logits=logits,
-        locs=locs.reshape(*batch, c, k),
-        log_scales=jnp.maximum(log_scales.reshape(*batch, c, k), MIN_LOG_SCALE),
-        coeffs=jnp.tanh(coeffs.reshape(*batch, n_coeffs, k)),
-    )
-
-
-def to_unit_interval(x: jax.Array) -> jax.Array:
-    """Pixel values ``0 .. 255`` to ``[-1, 1]``: ``u = 2 x / 255 - 1``."""
-    return x.astype(jnp.result_type(float)) * (2.0 / (NUM_VALUES - 1)) - 1.0
 
 
 def log1mexp(d: jax.Array) -> jax.Array:
@@ -127,7 +87,7 @@ def channel_log_probs(params: LogisticMixtureParams, x: jax.Array) -> jax.Array:
 
     ``x`` holds integer pixel values ``(..., C)``; see the module docstring for the formula.
     """
-    u = to_unit_interval(x)
+    u = to_unit_interval(x, params.locs.dtype)
     centered = u[..., None] - _coupled_locs(params.locs, params.coeffs, u)
     inv_scale = jnp.exp(-params.log_scales)
     upper = inv_scale * (centered + _HALF_BIN)  # a: standardized upper bin edge
@@ -185,5 +145,5 @@ def sample(raw: jax.Array, key: jax.Array, num_channels: int, num_logistic_mix: 
         draw = mean + jnp.exp(log_scales[..., c]) * noise[..., c]
         value = jnp.clip(jnp.round((draw + 1.0) / (2.0 * _HALF_BIN)), 0, NUM_VALUES - 1)
         values.append(value.astype(jnp.int32))
-        units.append(to_unit_interval(values[-1]))
+        units.append(to_unit_interval(values[-1], locs.dtype))
     return jnp.stack(values, axis=-1)

@@ -1,18 +1,33 @@
-"""PixelCNN++ as a distribution over 8-bit images: a network plus the logistic mixture.
+"""PixelCNN++ as a density model over 8-bit images: a network plus the logistic mixture.
 
     import jflows.distributions as jd
 
-    model = jd.pixel_cnn((28, 28, 1), conditional_shape=(10,), num_resnet=5,
-                         num_hierarchies=3, num_filters=128, num_logistic_mix=5)
-    params = model.init(key, images=first_batch, cond=first_labels)  # data-dependent init
-    log_p = model.log_prob(params, images, labels)                     # nats per image
-    loss = model.bits_per_dim(params, images, labels, train=True, key=dropout_key).mean()
-    samples = model.sample(params, key, 16, labels16)                  # int32 in [0, 255]
+    model = jd.pixel_cnn((28, 28, 1), cond_shape=(10,), num_resnet=5, num_hierarchies=3,
+                         num_filters=128, num_logistic_mix=5)
+    params, state = model.init(key, images=first_batch, cond=first_labels)  # data-dependent
+    log_p = model.log_prob(params, state, images, cond=labels)        # nats per image
+    log_p, state, _ = model.log_prob_and_state(params, state, images, cond=labels,
+                                               key=dropout_key)        # training: dropout on
+    bpd = model.bits_per_dim(params, state, images, cond=labels)      # -log_p / (H W C ln 2)
+    samples = model.sample(params, state, key, 16, cond=labels16)     # int32 in [0, 255]
 
 ``log p(x) = sum_{i,j} log p(x_ij | x_<ij, cond)`` with each factor the discretized
 logistic mixture of :mod:`jflows.distributions.logistic_mixture` whose raw parameters the
 :class:`jflows.nets.pixelcnnpp.PixelCNNNetwork` computes from the pixels before ``(i, j)``. The
-constructor's arguments and defaults mirror TFP's ``tfd.PixelCNN``.
+constructor's arguments and defaults mirror TFP's ``tfd.PixelCNN`` (``cond_shape`` is
+TFP's ``conditional_shape``). The model follows the
+:class:`~jflows.distributions.DensityModel` protocol; it has no state (``state = ()``),
+so ``log_prob_and_state`` returns the state it is given. Its params are in the dtype given
+to ``init`` (the network computes in it).
+
+Inputs. Images are integers ``0 .. 255`` with trailing shape ``image_shape``; float images
+are refused (scale ``[0, 1]`` floats by 255 and cast). Values outside ``0 .. 255`` are an
+error when they are known (eager calls, NumPy or JAX arrays; uint8 images need no check);
+under ``jax.jit`` they cannot be checked and are not clipped: such a pixel gets the tail
+mass beyond its value, not a probability of the model. ``cond`` follows
+:mod:`jflows.conditioning`; with ``cond_shape=(num_classes,)`` integer class labels of any
+batch shape are one-hot encoded first (labels outside ``[0, num_classes)``: the same
+eager-only check). The batch shapes of images and cond broadcast.
 
 Sampling is autoregressive: one network pass per pixel (the channels of a pixel come from
 the same pass, coupled inside the mixture), run as ``lax.fori_loop`` s inside one compiled
@@ -31,42 +46,66 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jflows.bijectors.base import check_event_shape
-from jflows.data.images import bits_per_dim as nats_to_bits_per_dim
+from jflows import units
+from jflows.bijectors.base import check_event_shape, refuse_as_pytree
+from jflows.conditioning import (
+    CondShape,
+    check_cond,
+    cond_batch_shape,
+    normalize_cond_shape,
+    sample_batch_shape,
+)
 from jflows.distributions import logistic_mixture
-from jflows.nets.pixelcnnpp import PixelCNNNetwork
+from jflows.distributions.base import (
+    abstract_init,
+    check_init_dtype,
+    check_key,
+    check_params_and_state,
+    log_prob_from,
+    model_dtype,
+)
+from jflows.nets.logistic_mixture_layout import NUM_VALUES
+from jflows.nets.pixelcnnpp import PixelCNNNetwork, concrete_values, one_hot_labels
 
 
 class PixelCNN(NamedTuple):
-    """PixelCNN++ as pure functions (its first five fields follow ``Distribution``'s).
+    """PixelCNN++ as pure functions: the :class:`~jflows.distributions.DensityModel`
+    fields, then two extras.
 
-    * ``init(key, dtype=None, *, images=None, cond=None) -> params``: with ``images`` (a
-      batch of real images) and ``use_data_init``, weight-norm data-dependent init on them.
-    * ``log_prob(params, images, cond=None, *, train=False, key=None)``: nats per image,
-      shape ``images.shape[:-3]``; ``train=True`` applies dropout and needs ``key``.
-    * ``sample(params, key, sample_shape=(), cond=None, *, num_row_buckets=4)``: int32
-      images ``sample_shape + image_shape``.
-    * ``bits_per_dim(...)``: ``-log_prob / (H W C log 2)``, same arguments as ``log_prob``.
-    * ``network``: the :class:`~jflows.nets.pixelcnnpp.PixelCNNNetwork`, for direct ``apply`` calls.
+    * ``init(key, dtype=None, *, images=None, cond=None) -> (params, ())``: with ``images``
+      (a batch of real images, and their ``cond``) and ``use_data_init``, weight-norm
+      data-dependent init on them.
+    * ``log_prob(params, state, images, *, cond=None, key=None)``: nats per image, shape
+      the batch shape; no dropout.
+    * ``log_prob_and_state(params, state, images, *, cond=None, train=True, key=None)
+      -> (log_prob, state, ())``: ``train=True`` applies dropout drawn from ``key``.
+    * ``sample(params, state, key, sample_shape=(), *, cond=None, num_row_buckets=4)``:
+      int32 images ``batch_shape + image_shape``, ``batch_shape`` the broadcast of
+      ``sample_shape`` and cond's batch shape; ``sample_and_log_prob`` likewise.
+    * ``bits_per_dim(params, state, images, *, cond=None, train=False, key=None)``:
+      ``-log_prob / (H W C ln 2)`` (:func:`jflows.units.bits_per_dim`).
+    * ``network``: the :class:`~jflows.nets.pixelcnnpp.PixelCNNNetwork`, for direct
+      ``apply`` calls.
     """
 
-    init: Callable[..., Any]
-    log_prob: Callable[..., jax.Array]
-    sample: Callable[..., jax.Array]
+    init: Callable
+    log_prob: Callable
+    log_prob_and_state: Callable
+    sample: Callable
+    sample_and_log_prob: Callable
     event_shape: tuple[int, int, int]
-    cdf: None
-    bits_per_dim: Callable[..., jax.Array]
+    cond_shape: CondShape
+    bits_per_dim: Callable
     network: PixelCNNNetwork
 
 
-def _sample_shape(sample_shape) -> tuple[int, ...]:
-    return (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)
+refuse_as_pytree(PixelCNN)
 
 
 def row_bands(height: int, num_row_buckets: int) -> list[tuple[int, int]]:
@@ -77,9 +116,30 @@ def row_bands(height: int, num_row_buckets: int) -> list[tuple[int, int]]:
     return list(zip([0, *stops[:-1]], stops, strict=True))
 
 
+def check_pixels(images, image_shape: tuple[int, int, int], name: str) -> jax.Array:
+    """``images`` as a JAX integer array of trailing shape ``image_shape``, values 0..255.
+
+    The values are checked when they are known (not under ``jit``) and the dtype can hold
+    values outside ``0 .. 255`` (so uint8 images are never copied back to the host).
+    """
+    check_event_shape(images, image_shape, name, "the image shape (H, W, C)")
+    dtype = jnp.result_type(images)
+    if not jnp.issubdtype(dtype, jnp.integer):
+        raise ValueError(f"{name}: expected integer pixel values 0..255, got dtype {dtype} "
+                         "(scale [0, 1] floats by 255 and cast).")
+    limits = jnp.iinfo(dtype)
+    values = (concrete_values(images)
+              if limits.min < 0 or limits.max > NUM_VALUES - 1 else None)
+    if values is not None and values.size and not (
+            values.min() >= 0 and values.max() <= NUM_VALUES - 1):
+        raise ValueError(f"{name}: expected pixel values in 0..{NUM_VALUES - 1}, got values "
+                         f"from {values.min()} to {values.max()}.")
+    return jnp.asarray(images)
+
+
 def pixel_cnn(
     image_shape: Sequence[int],
-    conditional_shape: Sequence[int] | None = None,
+    cond_shape: Sequence[int] | None = None,
     num_resnet: int = 5,
     num_hierarchies: int = 3,
     num_filters: int = 160,
@@ -88,19 +148,19 @@ def pixel_cnn(
     use_weight_norm: bool = True,
     use_data_init: bool = True,
 ) -> PixelCNN:
-    """A PixelCNN++ distribution over images of ``image_shape = (H, W, C)``, values 0..255.
+    """A PixelCNN++ model over images of ``image_shape = (H, W, C)``, values 0..255.
 
-    ``conditional_shape``: shape of one conditioning input (``(num_classes,)`` for class
+    ``cond_shape``: shape of one conditioning input (``(num_classes,)`` for class
     conditioning, which also accepts integer labels), ``None`` for an unconditional model.
-    ``use_data_init``: when ``init`` gets ``images``, set each weight-normalised layer's
-    scale and bias from that batch (Salimans & Kingma 2016), as the paper does.
+    ``use_data_init``: ``init`` takes ``images`` (and their ``cond``) and sets each
+    weight-normalised layer's scale and bias from that batch (Salimans & Kingma 2016), as
+    the paper does.
     """
     image_shape = tuple(int(d) for d in image_shape)
     if len(image_shape) != 3 or min(image_shape) < 1:
         raise ValueError(f"pixel_cnn: image_shape must be (height, width, channels), "
                          f"got {image_shape}.")
-    if conditional_shape is not None:
-        conditional_shape = tuple(int(d) for d in conditional_shape)
+    cond_shape = normalize_cond_shape(cond_shape, "pixel_cnn")
     if min(num_logistic_mix, num_filters, num_hierarchies) < 1 or num_resnet < 0:
         raise ValueError(f"pixel_cnn: need num_logistic_mix, num_filters, num_hierarchies >= 1 "
                          f"and num_resnet >= 0, got {num_logistic_mix}, {num_filters}, "
@@ -111,7 +171,7 @@ def pixel_cnn(
         raise ValueError("pixel_cnn: use_data_init needs use_weight_norm=True.")
     network = PixelCNNNetwork(
         image_shape=image_shape,
-        conditional_shape=conditional_shape,
+        cond_shape=cond_shape,
         num_resnet=num_resnet,
         num_hierarchies=num_hierarchies,
         num_filters=num_filters,
@@ -122,64 +182,76 @@ def pixel_cnn(
     num_dims = math.prod(image_shape)
 
     def _flatten(images, cond, name):
-        check_event_shape(images, image_shape, name, "the image shape (H, W, C)")
-        if not jnp.issubdtype(jnp.result_type(images), jnp.integer):
-            raise ValueError(f"{name}: expected integer pixel values 0..255, got dtype "
-                             f"{jnp.result_type(images)} (scale [0, 1] floats by 255 and cast).")
-        batch_shape = images.shape[:-3]
-        flat = images.reshape(-1, *image_shape)
+        """``(N, H, W, C)`` images, ``(N,) + cond_shape`` one-hot/vector cond (or None) and
+        the batch shape: the broadcast of the images' and cond's batch shapes."""
+        images = check_pixels(images, image_shape, name)
+        batch_shape = tuple(images.shape[:-3])
+        cond = check_cond(one_hot_labels(cond, cond_shape, name), cond_shape, batch_shape, name)
         if cond is not None:
-            cond = jnp.asarray(cond)
-            if cond.shape[:len(batch_shape)] != batch_shape:
-                raise ValueError(f"{name}: cond must start with the images' batch shape "
-                                 f"{batch_shape}, got shape {cond.shape}.")
-            cond = cond.reshape(flat.shape[0], *cond.shape[len(batch_shape):])
+            batch_shape = cond_batch_shape(cond, cond_shape, batch_shape, name)
+            cond = jnp.broadcast_to(cond, (*batch_shape, *cond_shape)).reshape(-1, *cond_shape)
+        flat = jnp.broadcast_to(images, (*batch_shape, *image_shape)).reshape(-1, *image_shape)
         return flat, cond, batch_shape
 
-    def _rngs(train, key, name):
+    def _dropout_rngs(train, key, name):
         if not train or dropout_p == 0.0:
             return {}
         if key is None:
-            raise ValueError(f"{name}: train=True applies dropout and needs a PRNG key "
-                             "(key=...), got key=None.")
+            raise ValueError(f"{name}: train=True applies dropout (dropout_p={dropout_p}) and "
+                             "needs a PRNG key (key=...), got key=None; pass train=False to "
+                             "evaluate without dropout.")
+        check_key(key, name)
         return {"dropout": key}
 
+    def _in_params_dtype(params, images):
+        """The network computes in the params' dtype: hand it the pixels in that dtype."""
+        return images.astype(model_dtype(params, ()))
+
+    _network_init = jax.jit(network.init)
+
+    @jax.jit
+    def _data_init(params, images, cond):
+        _, updated = network.apply({"params": params}, _in_params_dtype(params, images), cond,
+                                   data_init=True, mutable=["params"])
+        return updated["params"]
+
     def init(key, dtype=None, *, images=None, cond=None):
+        name = "pixel_cnn.init"
+        check_key(key, name)
+        dtype = check_init_dtype(dtype, name)
+        if images is None and cond is not None:
+            raise ValueError(f"{name}: got cond but no images; cond only goes with the "
+                             "images= batch of the data-dependent init.")
+        if images is not None and not use_data_init:
+            raise ValueError(f"{name}: got images= for a data-dependent init, but the model "
+                             "was built with use_data_init=False.")
         # The weights are drawn with the counter-based 'rbg' generator seeded from `key`:
         # XLA compiles one threefry kernel per weight tensor, which takes tens of seconds on
         # CPU for this network, and 'rbg' a fraction of that. Same key, same params.
         init_key = jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
-        example = jnp.zeros((1, *image_shape), jnp.float32)
-        example_cond = None
-        if conditional_shape is not None:
-            example_cond = jnp.zeros((1, *conditional_shape), jnp.float32)
-        params = _init(init_key, example, example_cond)["params"]
-        if images is not None and use_data_init:
-            flat, flat_cond, _ = _flatten(images, cond, "pixel_cnn.init")
+        example = jnp.zeros((1, *image_shape), dtype)
+        example_cond = None if cond_shape is None else jnp.zeros((1, *cond_shape), dtype)
+        params = _network_init(init_key, example, example_cond)["params"]
+        params = jax.tree.map(lambda p: p.astype(dtype), params)
+        if images is not None:
+            flat, flat_cond, _ = _flatten(images, cond, name)
             params = _data_init(params, flat, flat_cond)
-        if dtype is not None:
-            params = jax.tree.map(lambda p: p.astype(dtype), params)
-        return params
+        return params, ()
 
-    _init = jax.jit(network.init)
+    expected = abstract_init(init)
 
-    @jax.jit
-    def _data_init(params, images, cond):
-        _, updated = network.apply(
-            {"params": params}, images, cond, data_init=True, mutable=["params"]
-        )
-        return updated["params"]
-
-    def log_prob(params, images, cond=None, *, train=False, key=None):
-        flat, flat_cond, batch_shape = _flatten(images, cond, "pixel_cnn.log_prob")
-        raw = network.apply({"params": params}, flat, flat_cond, train=train,
-                            rngs=_rngs(train, key, "pixel_cnn.log_prob"))
+    def log_prob_and_state(params, state, images, *, cond=None, train=True, key=None):
+        name = "pixel_cnn.log_prob"
+        check_params_and_state(expected, params, state, name)
+        flat, flat_cond, batch_shape = _flatten(images, cond, name)
+        raw = network.apply({"params": params}, _in_params_dtype(params, flat), flat_cond,
+                            train=train, rngs=_dropout_rngs(train, key, name))
         per_pixel = logistic_mixture.log_prob(raw, flat, num_logistic_mix)
-        return per_pixel.sum(axis=(1, 2)).reshape(batch_shape)
+        return per_pixel.sum(axis=(1, 2)).reshape(batch_shape), state, ()
 
-    def bits_per_dim(params, images, cond=None, *, train=False, key=None):
-        return nats_to_bits_per_dim(log_prob(params, images, cond, train=train, key=key),
-                                    num_dims)
+    def bits_per_dim(params, state, images, *, cond=None, train=False, key=None):
+        log_p = log_prob_and_state(params, state, images, cond=cond, train=train, key=key)[0]
+        return units.bits_per_dim(log_p, num_dims)
 
     def _sample_flat(params, key, n, cond, num_row_buckets):
         height, width, channels = image_shape
@@ -190,7 +262,8 @@ def pixel_cnn(
 
             def step(t, images, stop=stop, band_network=band_network):
                 row, col = t // width, t % width
-                raw = band_network.apply({"params": params}, images[:, :stop], cond)
+                raw = band_network.apply({"params": params},
+                                         _in_params_dtype(params, images[:, :stop]), cond)
                 raw_ij = jax.lax.dynamic_slice_in_dim(
                     jax.lax.dynamic_slice_in_dim(raw, row, 1, axis=1), col, 1, axis=2)
                 pixel = logistic_mixture.sample(
@@ -202,19 +275,32 @@ def pixel_cnn(
 
     _sample_jit = jax.jit(_sample_flat, static_argnums=(2, 4))
 
-    def sample(params, key, sample_shape=(), cond=None, *, num_row_buckets=4):
-        shape = _sample_shape(sample_shape)
+    def _draw(params, state, key, sample_shape, cond, num_row_buckets, name):
+        """``(images, cond)``: the samples and the cond broadcast to their batch shape."""
+        check_params_and_state(expected, params, state, name)
+        check_key(key, name)
+        shape, cond = sample_batch_shape(sample_shape, one_hot_labels(cond, cond_shape, name),
+                                         cond_shape, name)
         n = math.prod(shape)
+        flat_cond = None
         if cond is not None:
-            cond = jnp.asarray(cond)
-            if conditional_shape is not None:
-                labels = (jnp.issubdtype(cond.dtype, jnp.integer) and len(conditional_shape) == 1
-                          and cond.ndim <= len(shape))
-                event = () if labels else conditional_shape
-                cond = jnp.broadcast_to(cond, (*shape, *event)).reshape(n, *event)
-        return _sample_jit(params, key, n, cond, num_row_buckets).reshape(*shape, *image_shape)
+            cond = jnp.broadcast_to(cond, (*shape, *cond_shape))
+            flat_cond = cond.reshape(n, *cond_shape)
+        images = _sample_jit(params, key, n, flat_cond, num_row_buckets)
+        return images.reshape(*shape, *image_shape), cond
 
-    return PixelCNN(init, log_prob, sample, image_shape, None, bits_per_dim, network)
+    def sample(params, state, key, sample_shape=(), *, cond=None, num_row_buckets=4):
+        return _draw(params, state, key, sample_shape, cond, num_row_buckets,
+                     "pixel_cnn.sample")[0]
+
+    def sample_and_log_prob(params, state, key, sample_shape=(), *, cond=None,
+                            num_row_buckets=4):
+        images, cond = _draw(params, state, key, sample_shape, cond, num_row_buckets,
+                             "pixel_cnn.sample_and_log_prob")
+        return images, log_prob_from(log_prob_and_state)(params, state, images, cond=cond)
+
+    return PixelCNN(init, log_prob_from(log_prob_and_state), log_prob_and_state, sample,
+                    sample_and_log_prob, image_shape, cond_shape, bits_per_dim, network)
 
 
 def paper_optimizer(
@@ -232,20 +318,26 @@ def paper_optimizer(
     return optax.adam(schedule, b1=b1, b2=b2)
 
 
+def _batch_cond(model: PixelCNN, batch):
+    """``batch["label"]`` for a conditional model (the batch layout of :mod:`jflows.data`)."""
+    return None if model.cond_shape is None else batch["label"]
+
+
 def training_loss_fn(model: PixelCNN):
     """``loss_fn(params, model_state, batch, key) -> (loss, (model_state, metrics))``.
 
     The per-device loss of :func:`jflows.train.make_train_step`: mean bits/dim of
-    ``batch["x"]`` (conditioned on ``batch["label"]`` when the model has a
-    ``conditional_shape``; the batch layout of :mod:`jflows.data`), with dropout drawn from
-    ``key``. The model has
-    no state, so ``model_state`` passes through.
+    ``batch["x"]`` (conditioned on ``batch["label"]`` when the model has a ``cond_shape``),
+    from ``log_prob_and_state`` with ``train=True`` and dropout drawn from ``key``. The
+    model has no state, so the ``model_state`` it returns is the one it was given.
     """
-    conditional = model.network.conditional_shape is not None
+    num_dims = math.prod(model.event_shape)
 
     def loss_fn(params, model_state, batch, key):
-        cond = batch["label"] if conditional else None
-        bpd = model.bits_per_dim(params, batch["x"], cond, train=True, key=key).mean()
+        log_p, model_state, _ = model.log_prob_and_state(
+            params, model_state, batch["x"], cond=_batch_cond(model, batch), train=True,
+            key=key)
+        bpd = units.bits_per_dim(log_p, num_dims).mean()
         return bpd, (model_state, {"bits_per_dim": bpd})
 
     return loss_fn
@@ -253,11 +345,10 @@ def training_loss_fn(model: PixelCNN):
 
 def evaluation_fn(model: PixelCNN):
     """``eval_fn(params, model_state, batch, key) -> {"bits_per_dim": mean}`` (no dropout)."""
-    conditional = model.network.conditional_shape is not None
 
     def eval_fn(params, model_state, batch, key):
-        del model_state, key
-        cond = batch["label"] if conditional else None
-        return {"bits_per_dim": model.bits_per_dim(params, batch["x"], cond).mean()}
+        del key
+        bpd = model.bits_per_dim(params, model_state, batch["x"], cond=_batch_cond(model, batch))
+        return {"bits_per_dim": bpd.mean()}
 
     return eval_fn

@@ -2,7 +2,9 @@
 
 The network maps an image ``(B, H, W, C)`` of pixel values in ``[0, 255]`` to the raw
 parameters of a discretized logistic mixture at every pixel, ``(B, H, W, P)`` with
-``P = jflows.distributions.logistic_mixture.num_params(C, num_logistic_mix)``. The
+``P = num_params(C, num_logistic_mix)``, laid out as
+:mod:`jflows.nets.logistic_mixture_layout` says (the likelihood,
+:mod:`jflows.distributions.logistic_mixture`, reads it with the same layout). The
 output at pixel ``(i, j)`` depends only on the pixels before it in raster order (rows
 above, then the pixels to its left), which makes the product of the per-pixel
 distributions a valid autoregressive model.
@@ -10,6 +12,8 @@ distributions a valid autoregressive model.
 Architecture, as in the paper and its reference code (``pixel_cnn_pp/model.py``,
 ``nn.py``), re-written here:
 
+* The input is rescaled to ``u = 2 x / 255 - 1`` and computed in ``x``'s floating dtype
+  (integer pixels: JAX's default float), so the caller picks the dtype of the params.
 * Two streams without a blind spot (van den Oord et al. 2016): ``u`` sees the rows
   strictly above a pixel (down-shifted ``2x3`` convolutions: zero padding of one row on
   top and one column on each side, followed by a one-row :func:`down_shift` at the
@@ -22,7 +26,8 @@ Architecture, as in the paper and its reference code (``pixel_cnn_pp/model.py``,
   ``c2 = conv(dropout(concat_elu(c1))) + W_h h``, ``x + c2_a * sigmoid(c2_b)``, where
   ``a`` is the skip input (the ``u`` stream for ``ul``; in the down pass, the matching
   up-pass activation) and ``h`` the conditioning vector, projected and added to both
-  halves of the gate.
+  halves of the gate. ``cond`` follows :mod:`jflows.conditioning` (``cond_shape``; integer
+  class labels are one-hot encoded first, see :func:`conditioning_vector`).
 * ``num_hierarchies`` resolutions: an up pass of ``num_resnet`` blocks per resolution
   with stride-2 shifted convolutions between them, and a down pass that upsamples with
   stride-2 shifted transposed convolutions and consumes every up-pass activation as a
@@ -36,21 +41,21 @@ Architecture, as in the paper and its reference code (``pixel_cnn_pp/model.py``,
   output has zero mean and variance ``init_scale**2`` over the given batch; the second
   convolution of each block uses ``init_scale = 0.1`` as in the reference).
 
-Parameter names follow TFP's ``tfd.PixelCNN`` (``image_shape``, ``conditional_shape``,
-``num_resnet``, ``num_hierarchies``, ``num_filters``, ``num_logistic_mix``,
-``dropout_p``, ``use_weight_norm``). Dropout draws from the ``'dropout'`` RNG stream.
+Parameter names follow TFP's ``tfd.PixelCNN`` (``image_shape``, ``num_resnet``,
+``num_hierarchies``, ``num_filters``, ``num_logistic_mix``, ``dropout_p``,
+``use_weight_norm``), except ``cond_shape`` (TFP: ``conditional_shape``), the conditioning
+vocabulary of every jflows model. Dropout draws from the ``'dropout'`` RNG stream.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jflows.distributions.logistic_mixture import num_params, to_unit_interval
+from jflows.conditioning import CondShape, check_cond, cond_batch_shape
+from jflows.nets.logistic_mixture_layout import num_params, to_unit_interval
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -171,47 +176,64 @@ class GatedResnet(nn.Module):
         return x + value * jax.nn.sigmoid(gate)
 
 
-def conditioning_vector(cond, conditional_shape: Sequence[int] | None, batch: int, name: str):
-    """``cond`` as a ``(batch, d)`` float matrix, or ``None`` for an unconditional model.
+def concrete_values(x) -> np.ndarray | None:
+    """``x`` as a NumPy array when its values are known now, ``None`` when it is traced
+    (inside ``jax.jit``, ``vmap``, ``grad``), where values cannot be checked."""
+    return None if isinstance(x, jax.core.Tracer) else np.asarray(x)
 
-    Accepts ``(batch,) + conditional_shape`` arrays, or integer class labels of shape
-    ``(batch,)`` when ``conditional_shape == (num_classes,)`` (one-hot encoded here).
+
+def one_hot_labels(cond, cond_shape: CondShape, name: str):
+    """Integer class labels as one-hot vectors when ``cond_shape == (num_classes,)``.
+
+    Any integer ``cond`` is read as labels, of any batch shape: ``labels (...,)`` ->
+    ``one_hot (..., num_classes)`` (pass one-hot vectors as floats). Labels outside
+    ``[0, num_classes)`` are an error when their values are known (eager calls); under
+    ``jit`` they cannot be checked and give an all-zero vector. Other ``cond`` (floats,
+    ``None``, or any ``cond`` of a model with another ``cond_shape``) is returned as it is,
+    for :func:`jflows.conditioning.check_cond` to judge.
     """
-    if conditional_shape is None:
-        if cond is not None:
-            raise ValueError(f"{name}: the model is unconditional (conditional_shape=None) "
-                             f"but cond of shape {tuple(jnp.shape(cond))} was given.")
-        return None
-    conditional_shape = tuple(conditional_shape)
-    if cond is None:
-        raise ValueError(f"{name}: the model is conditional (conditional_shape="
-                         f"{conditional_shape}) but cond is None.")
+    if cond is None or cond_shape is None or len(cond_shape) != 1:
+        return cond
     cond = jnp.asarray(cond)
-    if (jnp.issubdtype(cond.dtype, jnp.integer) and cond.shape == (batch,)
-            and len(conditional_shape) == 1):
-        labels = None if isinstance(cond, jax.core.Tracer) else np.asarray(cond)
-        if labels is not None and labels.size and not (
-                labels.min() >= 0 and labels.max() < conditional_shape[0]):
-            raise ValueError(f"{name}: class labels must be in [0, {conditional_shape[0]}), "
-                             f"got values from {labels.min()} to {labels.max()}.")
-        return jax.nn.one_hot(cond, conditional_shape[0])
-    if cond.shape != (batch, *conditional_shape):
-        raise ValueError(
-            f"{name}: expected cond of shape {(batch, *conditional_shape)} (batch + "
-            f"conditional_shape) or integer labels of shape {(batch,)}, got {cond.shape}."
-        )
-    return cond.reshape(batch, -1).astype(jnp.result_type(float))
+    if not jnp.issubdtype(cond.dtype, jnp.integer):
+        return cond
+    num_classes = cond_shape[0]
+    labels = concrete_values(cond)
+    if labels is not None and labels.size and not (
+            labels.min() >= 0 and labels.max() < num_classes):
+        raise ValueError(f"{name}: class labels must be in [0, {num_classes}), got values "
+                         f"from {labels.min()} to {labels.max()}.")
+    return jax.nn.one_hot(cond, num_classes)
+
+
+def conditioning_vector(cond, cond_shape: CondShape, batch: int, dtype, name: str):
+    """``cond`` as a ``(batch, prod(cond_shape))`` matrix of ``dtype``, or ``None`` for an
+    unconditional model.
+
+    ``cond`` has shape ``cond_batch + cond_shape`` with ``cond_batch`` broadcasting to
+    ``(batch,)`` (checked by :func:`jflows.conditioning.check_cond`), or is integer class
+    labels when ``cond_shape == (num_classes,)`` (:func:`one_hot_labels`).
+    """
+    cond = check_cond(one_hot_labels(cond, cond_shape, name), cond_shape, (batch,), name)
+    if cond is None:
+        return None
+    if cond_batch_shape(cond, cond_shape, (batch,), name) != (batch,):
+        raise ValueError(f"{name}: the network maps one batch of {batch} images; cond's "
+                         f"batch shape must broadcast to ({batch},), got cond of shape "
+                         f"{tuple(cond.shape)}.")
+    return jnp.broadcast_to(cond, (batch, *cond_shape)).reshape(batch, -1).astype(dtype)
 
 
 class PixelCNNNetwork(nn.Module):
     """PixelCNN++: images ``(B, H, W, C)`` in ``[0, 255]`` -> mixture params ``(B, H, W, P)``.
 
-    See the module docstring for the architecture. ``cond``: ``(B,) + conditional_shape``
-    floats or integer class labels ``(B,)`` (see :func:`conditioning_vector`).
+    See the module docstring for the architecture. ``cond``: ``(B,) + cond_shape`` (or a
+    batch shape broadcasting to ``(B,)``), or integer class labels when ``cond_shape =
+    (num_classes,)`` (see :func:`conditioning_vector`).
     """
 
     image_shape: tuple[int, int, int]
-    conditional_shape: tuple[int, ...] | None = None
+    cond_shape: tuple[int, ...] | None = None
     num_resnet: int = 5
     num_hierarchies: int = 3
     num_filters: int = 160
@@ -228,9 +250,9 @@ class PixelCNNNetwork(nn.Module):
         if self.num_hierarchies < 1 or self.num_resnet < 0:
             raise ValueError(f"PixelCNNNetwork: need num_hierarchies >= 1 and num_resnet >= 0, "
                              f"got {self.num_hierarchies} and {self.num_resnet}.")
-        batch = images.shape[0]
-        h = conditioning_vector(cond, self.conditional_shape, batch, "PixelCNNNetwork")
         x = to_unit_interval(images)
+        h = conditioning_vector(cond, self.cond_shape, images.shape[0], x.dtype,
+                                "PixelCNNNetwork")
         x = jnp.concatenate([x, jnp.ones_like(x[..., :1])], axis=-1)
         f, di = self.num_filters, {"data_init": data_init}
         wn = {"use_weight_norm": self.use_weight_norm}

@@ -7,6 +7,7 @@ import pytest
 from scipy import special
 
 from jflows.distributions import logistic_mixture as lm
+from jflows.nets import logistic_mixture_layout as layout
 
 VALUES = np.arange(256)
 
@@ -47,7 +48,7 @@ def reference_log_prob(raw, x, num_mix):
 
 
 def random_raw(key, shape, channels, num_mix, loc_scale=0.6, log_scale_mean=-2.5):
-    p = lm.num_params(channels, num_mix)
+    p = layout.num_params(channels, num_mix)
     raw = jax.random.normal(key, (*shape, p))
     k, ck = num_mix, channels * num_mix
     raw = raw.at[..., k : k + ck].multiply(loc_scale)
@@ -56,8 +57,16 @@ def random_raw(key, shape, channels, num_mix, loc_scale=0.6, log_scale_mean=-2.5
 
 
 def test_num_params_matches_the_reference_layout():
-    assert lm.num_params(3, 10) == 100  # the reference code's 10 * nr_mix
-    assert lm.num_params(1, 5) == 15
+    assert layout.num_params(3, 10) == 100  # the reference code's 10 * nr_mix
+    assert layout.num_params(1, 5) == 15
+
+
+def test_to_unit_interval_maps_the_pixel_range_onto_minus_one_one():
+    u = layout.to_unit_interval(jnp.array([0, 255, 51]))
+    assert u.dtype == jnp.float32  # integer pixels: the default float dtype
+    np.testing.assert_allclose(u, [-1.0, 1.0, -0.6], rtol=1e-6)
+    assert layout.to_unit_interval(jnp.array([0, 255]), jnp.bfloat16).dtype == jnp.bfloat16
+    assert layout.to_unit_interval(jnp.array([0.0], jnp.float16)).dtype == jnp.float16
 
 
 @pytest.mark.parametrize("log_scale_mean", [-6.0, 0.0, 3.0])
@@ -73,7 +82,7 @@ def test_rgb_conditionals_sum_to_one_and_joint_sums_to_one():
     num_mix = 2
     raw = random_raw(jax.random.key(1), (), 3, num_mix)
     raw = raw.at[-3 * num_mix :].set(jnp.array([1.5, -0.7, 0.9, -2.0, 0.4, 1.1]))  # coupling on
-    params = lm.split_params(raw, 3, num_mix)
+    params = layout.split_params(raw, 3, num_mix)
 
     # Every channel conditional sums to one for any values of the earlier channels.
     earlier = jax.random.randint(jax.random.key(2), (6, 3), 0, 256)
@@ -113,7 +122,7 @@ def test_far_tails_are_finite_and_accurate():
     """Pixels tens of scales away from every component: the naive CDF difference is 0."""
     num_mix = 2
     x = jnp.array([[60], [100], [128], [160], [200]])
-    raw = jnp.zeros((5, lm.num_params(1, num_mix)))
+    raw = jnp.zeros((5, layout.num_params(1, num_mix)))
     raw = raw.at[:, num_mix : 2 * num_mix].set(jnp.array([0.9, -0.95]))  # locs far from x
     raw = raw.at[:, 2 * num_mix :].set(-5.0)  # narrow: (distance / scale) ~ 10^2
     ours = lm.log_prob(raw, x, num_mix)
@@ -128,7 +137,7 @@ def test_far_tails_are_finite_and_accurate():
 @pytest.mark.parametrize("channels", [1, 3])
 def test_finite_values_and_gradients_at_edges_and_extreme_params(channels):
     num_mix = 3
-    p = lm.num_params(channels, num_mix)
+    p = layout.num_params(channels, num_mix)
     x = jnp.array([0, 1, 127, 254, 255])[:, None] * jnp.ones((1, channels), jnp.int32)
     extremes = [0.0, 1e3, -1e3, 60.0, -60.0, 1e6, -1e6]
     raws = jnp.stack([jnp.full(p, e) for e in extremes]

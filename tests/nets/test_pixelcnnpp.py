@@ -47,7 +47,7 @@ SLOW_DEPTHS = [pytest.param(*d, marks=pytest.mark.slow)
 
 @pytest.mark.parametrize(("num_hierarchies", "num_resnet"), DEPTHS + SLOW_DEPTHS)
 def test_output_ignores_the_current_and_later_pixels(num_hierarchies, num_resnet):
-    net = PixelCNNNetwork((H, W, C), conditional_shape=(2,), num_resnet=num_resnet,
+    net = PixelCNNNetwork((H, W, C), cond_shape=(2,), num_resnet=num_resnet,
                           num_hierarchies=num_hierarchies, num_filters=4, num_logistic_mix=1)
     image = jax.random.uniform(jax.random.key(0), (H, W, C), maxval=255.0)
     cond = jnp.array([[0.3, -1.0]])
@@ -68,7 +68,7 @@ def test_output_ignores_the_current_and_later_pixels(num_hierarchies, num_resnet
 
 
 def test_conditioning_enters_every_gated_block_and_labels_match_one_hot():
-    net = PixelCNNNetwork((4, 4, 1), conditional_shape=(3,), num_resnet=0, num_hierarchies=2,
+    net = PixelCNNNetwork((4, 4, 1), cond_shape=(3,), num_resnet=0, num_hierarchies=2,
                           num_filters=4, num_logistic_mix=2)
     images = jax.random.randint(jax.random.key(3), (2, 4, 4, 1), 0, 256)
     labels = jnp.array([0, 2])
@@ -144,14 +144,18 @@ def test_without_weight_norm():
 
 
 def test_clear_errors():
-    net = PixelCNNNetwork((4, 4, 1), conditional_shape=(3,), num_resnet=0, num_hierarchies=1,
+    net = PixelCNNNetwork((4, 4, 1), cond_shape=(3,), num_resnet=0, num_hierarchies=1,
                           num_filters=2, num_logistic_mix=1)
     with pytest.raises(ValueError, match=r"expected images of shape \(batch, \*\(4, 4, 1\)\)"):
         net.init(init_key(0), jnp.zeros((1, 4, 5, 1)), jnp.array([0]))
-    with pytest.raises(ValueError, match="conditional .* but cond is None"):
+    with pytest.raises(ValueError, match=r"conditional \(cond_shape=\(3,\)\); pass cond"):
         net.init(init_key(0), jnp.zeros((1, 4, 4, 1)))
-    with pytest.raises(ValueError, match=r"expected cond of shape \(1, 3\)"):
+    with pytest.raises(ValueError, match=r"expected cond with trailing shape \(3,\)"):
         net.init(init_key(0), jnp.zeros((1, 4, 4, 1)), jnp.zeros((1, 4)))
-    unconditional = net.clone(conditional_shape=None)
+    with pytest.raises(ValueError, match=r"must broadcast to \(1,\), got cond of shape \(2, 3\)"):
+        net.init(init_key(0), jnp.zeros((1, 4, 4, 1)), jnp.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"class labels must be in \[0, 3\)"):
+        net.init(init_key(0), jnp.zeros((1, 4, 4, 1)), jnp.array([3]))
+    unconditional = net.clone(cond_shape=None)
     with pytest.raises(ValueError, match="unconditional"):
         unconditional.init(init_key(0), jnp.zeros((1, 4, 4, 1)), jnp.zeros((1, 3)))
