@@ -220,7 +220,7 @@ def pretrain(flow, params, state, data, steps, seed):
     optimizer = optax.adam(1e-2)
 
     def loss_fn(p, batch, key):
-        return -jnp.mean(flow.log_prob(p, state, batch, train=True, key=key)[0])
+        return -jnp.mean(flow.log_prob_and_state(p, state, batch, key=key)[0])
 
     step = adam_step(loss_fn, optimizer)
     opt_state = optimizer.init(params)
@@ -243,13 +243,13 @@ def one_solve(blocks, points, tolerances, repeats, with_fast=False) -> dict:
                         stepsize_controller=controller(1e-3, 1e-3))
     tfp_list = tfp_blocks(blocks, tolerances)
     implementations = {
-        "jflows": jax.jit(lambda ps, x: [jflows_block.forward(p, (), x) for p in ps]),
+        "jflows": jax.jit(lambda ps, x: [jflows_block.forward_with_info(p, (), x) for p in ps]),
         "diffrax_direct": jax.jit(lambda ps, x: [direct_forward([p], x, tolerances) for p in ps]),
         "tfp": jax.jit(lambda ps, x: [b._augmented_forward(x) for b in tfp_list]),  # one solve
     }
     if with_fast:
         implementations["jflows_fast"] = jax.jit(
-            lambda ps, x: [fast_block.forward(p, (), x) for p in ps])
+            lambda ps, x: [fast_block.forward_with_info(p, (), x) for p in ps])
     seconds = interleaved_timings(
         {name: (lambda fn=fn: fn(blocks, points)) for name, fn in implementations.items()},
         repeats)
@@ -258,14 +258,14 @@ def one_solve(blocks, points, tolerances, repeats, with_fast=False) -> dict:
     direct_nfe = np.stack([per_step * np.asarray(steps[:, 0]) + once
                            for _, _, steps in outputs["diffrax_direct"]])
     nfe = {
-        "jflows": float(np.mean([int(stats.nfe) for _, _, stats in outputs["jflows"]])),
+        "jflows": float(np.mean([int(info.nfe) for *_, info in outputs["jflows"]])),
         "diffrax_direct_mean": float(direct_nfe.mean()),
         "diffrax_direct_max": float(direct_nfe.max(axis=1).mean()),
         "tfp": float(np.mean([int(jax.jit(tfp_nfe, static_argnums=2)(p, points, tolerances))
                               for p in blocks])),
     }
     if with_fast:
-        nfe["jflows_fast"] = float(np.mean([int(s.nfe) for _, _, s in outputs["jflows_fast"]]))
+        nfe["jflows_fast"] = float(np.mean([int(i.nfe) for *_, i in outputs["jflows_fast"]]))
 
     reference = float64_reference(blocks, points)
     value_and_log_det = {
@@ -313,7 +313,7 @@ def run(repeats: int, pretrain_steps: int, seed: int) -> dict:
 
     # The 4-block stack, base -> data with log-det.
     tfp_stack = tfp_chain(blocks)
-    jflows_stack = jax.jit(lambda p, x: flow.bijector.forward(p, state, x))
+    jflows_stack = jax.jit(lambda p, x: flow.bijector.forward_with_info(p, state["bijector"], x))
     direct_stack = jax.jit(lambda p, x: direct_forward(p, x))
     tfp_stack_fn = jax.jit(
         lambda x: (tfp_stack.forward(x), tfp_stack.forward_log_det_jacobian(x, event_ndims=1))
@@ -323,23 +323,23 @@ def run(repeats: int, pretrain_steps: int, seed: int) -> dict:
         "diffrax_direct": lambda: direct_stack(blocks, base_points),
         "tfp": lambda: tfp_stack_fn(base_points),
     }, repeats)}
-    stack_stats = solve_metrics(jflows_stack(params["bijector"], base_points)[2])
+    stack_stats = solve_metrics(jflows_stack(params["bijector"], base_points)[3])
     results["stack"]["jflows_nfe_per_solve"] = float(stack_stats["nfe_per_solve"])
 
     # A training step: -mean log p(batch), its gradient, Adam.
     optimizer = optax.adam(1e-2)
 
     def jflows_loss(p, b, key):
-        return -jnp.mean(flow.log_prob(p, state, b, train=True, key=key)[0])
+        return -jnp.mean(flow.log_prob_and_state(p, state, b, key=key)[0])
 
     fast_flow = jflows_flow(solver=diffrax.Tsit5(), stepsize_controller=controller(1e-3, 1e-3))
     hutchinson_flow = jflows_flow(trace=hutchinson_trace("rademacher"), **PAPER)
 
     def fast_loss(p, b, key):
-        return -jnp.mean(fast_flow.log_prob(p, state, b, train=True, key=key)[0])
+        return -jnp.mean(fast_flow.log_prob_and_state(p, state, b, key=key)[0])
 
     def hutchinson_loss(p, b, key):
-        return -jnp.mean(hutchinson_flow.log_prob(p, state, b, train=True, key=key)[0])
+        return -jnp.mean(hutchinson_flow.log_prob_and_state(p, state, b, key=key)[0])
 
     def direct_loss(p, b, key):
         del key
@@ -369,7 +369,7 @@ def run(repeats: int, pretrain_steps: int, seed: int) -> dict:
     for name, adjoint in adjoints.items():
         adjoint_flow = jflows_flow(adjoint=adjoint, **PAPER)
         gradients[name] = jax.jit(jax.value_and_grad(
-            lambda p, f=adjoint_flow: -jnp.mean(f.log_prob(p, state, batch, train=True)[0])))
+            lambda p, f=adjoint_flow: -jnp.mean(f.log_prob_and_state(p, state, batch)[0])))
     results["adjoint_gradient"] = {"seconds": interleaved_timings(
         {name: (lambda g=g: g(params)) for name, g in gradients.items()}, repeats)}
     return results

@@ -69,21 +69,25 @@ def make_flow(config: Config):
 
 
 def make_loss(flow):
-    """``loss_fn`` for :func:`jflows.train.make_train_step`: NLL + RNODE penalty."""
+    """``loss_fn`` for :func:`jflows.train.make_train_step`: NLL + RNODE penalty.
+
+    The penalty and the solve metrics (NFE, steps, RNODE integrals, failed solves) come
+    from the info of the training pass; the flow's state is empty.
+    """
 
     def loss_fn(params, model_state, batch, key):
-        log_prob, new_state = flow.log_prob(params, model_state, batch, train=True, key=key)
+        log_prob, new_state, info = flow.log_prob_and_state(params, model_state, batch,
+                                                            key=key)
         nll = -jnp.mean(log_prob)
-        metrics = {"nll": nll, **solve_metrics(new_state)}
-        return nll + regularization_penalty(new_state), (new_state, metrics)
+        metrics = {"nll": nll, **solve_metrics(info)}
+        return nll + regularization_penalty(info), (new_state, metrics)
 
     return loss_fn
 
 
 def negative_log_likelihood(flow, params, state, x, chunk: int = 4096) -> float:
     """Mean NLL of ``x`` with the exact trace (``train=False``), in chunks."""
-    return float(-np.mean(map_in_chunks(lambda p, s, v: flow.log_prob(p, s, v)[0],
-                                        (params, state), (x,), chunk)))
+    return float(-np.mean(map_in_chunks(flow.log_prob, (params, state), (x,), chunk)))
 
 
 def seconds_per_epoch(workdir: Path, steps_per_epoch: int, batch_size: int) -> list[float]:

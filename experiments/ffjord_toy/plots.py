@@ -16,11 +16,11 @@ LIMITS = (-3.0, 3.0)
 
 def _forward(flow, params, state, x):
     return map_in_chunks(lambda p, s, v: flow.bijector.forward(p, s, v)[0],
-                         (params["bijector"], state), (x,))
+                         (params["bijector"], state["bijector"]), (x,))
 
 
 def _log_prob(flow, params, state, x):
-    return map_in_chunks(lambda p, s, v: flow.log_prob(p, s, v)[0], (params, state), (x,))
+    return map_in_chunks(flow.log_prob, (params, state), (x,))
 
 
 def four_panel(flow, params, state, data, key, path: Path, title: str,
@@ -30,7 +30,7 @@ def four_panel(flow, params, state, data, key, path: Path, title: str,
     The grid is ``num_lines`` horizontal and vertical lines over the base's
     ``[-3, 3]^2``, pushed through the flow's forward map.
     """
-    samples = np.asarray(flow.base.sample(params["base"], key, (num_samples,)))
+    samples = np.asarray(flow.base.sample(params["base"], state["base"], key, (num_samples,)))
     transformed = _forward(flow, params, state, jnp.asarray(samples))
     ticks, line = np.linspace(*LIMITS, num_lines), np.linspace(*LIMITS, 200)
     lines = [np.stack([np.full_like(line, c), line], -1) for c in ticks]

@@ -1,33 +1,40 @@
 """Continuous normalizing flows on diffrax: FFJORD, trace estimators, RNODE regularisation.
 
 See :func:`ffjord` for the bijector, :mod:`jflows.ode.trace` for the estimators,
-:mod:`jflows.ode.regularization` for RNODE and :mod:`jflows.ode.stats` for the per-solve
-record (steps, function evaluations) that an FFJORD block returns as its state.
+:mod:`jflows.ode.regularization` for RNODE and :mod:`jflows.ode.info` for the per-solve
+record (steps, function evaluations, RNODE integrals, why a solve failed) that an FFJORD
+block reports in the bijector contract's info channel (its state is empty).
 Vector fields live in :mod:`jflows.nets.odenet`.
 """
 
 from jflows.ode.ffjord import ffjord
-from jflows.ode.regularization import RNODE, regularization_penalty, rnode
-from jflows.ode.stats import (
-    SolveStats,
+from jflows.ode.info import (
+    SolveInfo,
+    describe_result,
     evaluations_per_step,
-    find_solve_stats,
+    explain_failures,
+    find_solve_info,
     function_evaluations,
+    result_code,
     solve_metrics,
 )
+from jflows.ode.regularization import RNODE, regularization_penalty, rnode
 from jflows.ode.trace import TraceEstimator, exact_trace, hutchinson_trace
 
 __all__ = [
     "RNODE",
-    "SolveStats",
+    "SolveInfo",
     "TraceEstimator",
+    "describe_result",
     "evaluations_per_step",
     "exact_trace",
+    "explain_failures",
     "ffjord",
-    "find_solve_stats",
+    "find_solve_info",
     "function_evaluations",
     "hutchinson_trace",
     "regularization_penalty",
+    "result_code",
     "rnode",
     "solve_metrics",
 ]

@@ -14,6 +14,11 @@ Jacobian (the instantaneous change of variables), solved jointly with the state:
 ``int_{t1}^{t0} tr(df/dz) dt``, minus the forward one at the pair. The whole batch is one
 ODE solve (one adaptive step size for the batch, as in FFJORD's reference code and
 TFP), so a batch of ``B`` events costs one solve, not ``B``.
+
+The block has no state (``()``). What a solve reports -- steps, function evaluations, the
+RNODE integrals and, for a failed solve, why it failed -- is a
+:class:`~jflows.ode.SolveInfo` in the bijector contract's info channel
+(``forward_with_info`` / ``inverse_with_info``; see :mod:`jflows.ode.info`).
 """
 
 from __future__ import annotations
@@ -26,9 +31,22 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jflows.bijectors.base import Bijector, batch_shape_of, check_event_rank
+from jflows.bijectors.base import (
+    EMPTY,
+    Bijector,
+    batch_shape_of,
+    check_event_rank,
+    without_info,
+)
+from jflows.conditioning import check_cond, cond_batch_shape, normalize_cond_shape
+from jflows.ode.info import (
+    NONFINITE,
+    NONFINITE_INPUT,
+    SUCCESSFUL,
+    SolveInfo,
+    function_evaluations,
+)
 from jflows.ode.regularization import RNODE
-from jflows.ode.stats import SolveStats, function_evaluations
 from jflows.ode.trace import TraceEstimator, exact_trace
 
 DEFAULT_RTOL = 1e-5
@@ -125,8 +143,9 @@ def ffjord(
         number for ``t0 -> t1``; the inverse uses its negation. ``None``: diffrax's
         choice (on diffrax 0.7 an ODE's first step is ``0.01``, then the controller's).
       max_steps: the solve fails beyond this many steps. A failed solve (too many steps,
-        or a non-finite input) returns NaN values and log-dets instead of raising, so that
-        :func:`jflows.train.fit`'s non-finite guard skips such a training step and says so.
+        or non-finite values) returns NaN values and log-dets instead of raising, so that
+        :func:`jflows.train.fit`'s non-finite guard skips such a training step; its info's
+        ``result`` says why (:func:`~jflows.ode.explain_failures`).
       adjoint: how gradients flow through the solve; default
         ``diffrax.RecursiveCheckpointAdjoint()`` (differentiates the solver's own
         operations: exact gradients of the computed solution).
@@ -143,14 +162,17 @@ def ffjord(
         default ``trace``. Pass ``exact_trace()`` to train with Hutchinson and report
         exact, low-variance test log-likelihoods.
       regularization: :func:`~jflows.ode.rnode` weights; the RNODE integrals are solved
-        alongside in ``train=True`` calls and reported in the returned state's
-        ``penalty`` (add :func:`~jflows.ode.regularization_penalty` to the loss).
+        alongside in ``train=True`` calls and reported in the info's ``penalty`` (add
+        :func:`~jflows.ode.regularization_penalty` of the info to the loss).
 
     Returns:
       A :class:`~jflows.bijectors.Bijector` whose params are the vector field's Flax
-      variables and whose state is a :class:`~jflows.ode.SolveStats` describing the last
-      solve (steps, function evaluations, RNODE integrals); the state passed in is
-      ignored. Read it with :func:`~jflows.ode.solve_metrics`.
+      variables (in the dtype of the ``x`` given to ``init``), whose state is empty
+      (``()``), and whose ``forward_with_info`` / ``inverse_with_info`` return
+      ``(y, log_det, (), info)`` with ``info`` a :class:`~jflows.ode.SolveInfo` of the
+      solve (``forward`` / ``inverse`` drop it).
+      ``cond_shape`` is set on the bijector. Read infos with
+      :func:`~jflows.ode.solve_metrics` and :func:`~jflows.ode.explain_failures`.
     """
     solver = diffrax.Dopri5() if solver is None else solver
     if stepsize_controller is None:
@@ -159,10 +181,9 @@ def ffjord(
     trace = exact_trace() if trace is None else trace
     eval_trace = trace if eval_trace is None else eval_trace
     regularization = RNODE() if regularization is None else regularization
-    _validate_config(vector_field, event_ndims, cond_shape, t0, t1, solver,
-                     stepsize_controller, dt0, max_steps, adjoint, trace, eval_trace,
-                     regularization)
-    cond_shape = None if cond_shape is None else tuple(cond_shape)
+    _validate_config(vector_field, event_ndims, t0, t1, solver, stepsize_controller, dt0,
+                     max_steps, adjoint, trace, eval_trace, regularization)
+    cond_shape = normalize_cond_shape(cond_shape, "ffjord")
 
     apply = _apply_function(vector_field, cond_shape is not None)
 
@@ -172,35 +193,27 @@ def ffjord(
         cond = None if cond_shape is None else jnp.zeros(cond_shape, x.dtype)
         t = jnp.asarray(t0, x.dtype)
         inputs = (t, event) if cond is None else (t, event, cond)
-        params = vector_field.init(key, *inputs)
+        params = _as_dtype(vector_field.init(key, *inputs), x.dtype)
         _check_vector_field(apply, params, event, cond, "ffjord.init")
-        return params, SolveStats.zeros(x.dtype)
+        return params, EMPTY
 
-    def prepare_cond(cond, batch_shape, name):
-        if cond_shape is None:
-            if cond is not None:
-                raise ValueError(f"{name}: got cond, but this block was built without "
-                                 "cond_shape; pass ffjord(..., cond_shape=...).")
-            return None
-        if cond is None:
-            raise ValueError(f"{name}: this block is conditional (cond_shape={cond_shape}); "
-                             "pass cond=... of shape batch + cond_shape.")
-        cond = jnp.asarray(cond)
-        n = len(cond_shape)
-        if tuple(cond.shape[cond.ndim - n :]) != cond_shape or cond.ndim < n:
-            raise ValueError(f"{name}: expected cond with trailing shape {cond_shape}, got "
-                             f"shape {tuple(cond.shape)}.")
-        try:
-            return jnp.broadcast_to(cond, batch_shape + cond_shape)
-        except ValueError as err:
-            raise ValueError(f"{name}: cond of shape {tuple(cond.shape)} does not broadcast to "
-                             f"the input's batch shape {batch_shape} + {cond_shape}.") from err
-
-    def solve(params, x, cond, train, key, direction):
-        name = f"ffjord.{direction}"
+    def broadcast_cond(x, cond, name):
+        """``(x, cond)`` checked by :func:`~jflows.conditioning.check_cond` and broadcast to
+        their common batch shape (one solve for the batch needs one per event)."""
         check_event_rank(x, event_ndims, name)
+        cond = check_cond(cond, cond_shape, None, name)
+        if cond is None:
+            return x, None
+        batch_shape = cond_batch_shape(cond, cond_shape, batch_shape_of(x, event_ndims), name)
+        event_shape = tuple(x.shape[x.ndim - event_ndims :])
+        return (jnp.broadcast_to(x, batch_shape + event_shape),
+                jnp.broadcast_to(cond, batch_shape + cond_shape))
+
+    def solve(params, state, x, cond, train, key, direction):
+        name = f"ffjord.{direction}"
+        _check_empty_state(state, name)
+        x, cond = broadcast_cond(x, cond, name)
         batch_shape = batch_shape_of(x, event_ndims)
-        cond = prepare_cond(cond, batch_shape, name)
         _check_vector_field(apply, params, x, cond, name)
         estimator = trace if train else eval_trace
         regularize = train and regularization.active
@@ -210,8 +223,8 @@ def ffjord(
                 raise ValueError(
                     f"{name}: the {estimator.name} trace estimator draws its noise from the "
                     "call's key, but key=None. Pass key=jax.random.key(...) to "
-                    "forward/inverse (or to transformed(...).log_prob / sample), or build the "
-                    "block with trace=exact_trace() (eval_trace=exact_trace() for "
+                    "forward/inverse (or to transformed(...).log_prob_and_state / sample), or "
+                    "build the block with trace=exact_trace() (eval_trace=exact_trace() for "
                     "train=False calls)."
                 )
             noise = estimator.sample_noise(key, x.shape, x.dtype)
@@ -220,6 +233,8 @@ def ffjord(
         first_step = None if dt0 is None else sign * abs(dt0)
         term = _ode_term(vector_field, cond_shape is not None, estimator, event_ndims,
                          regularize, sign)
+        finite_inputs = _all_finite((x, cond, params))
+        x, cond, params = _zeros_unless(finite_inputs, (x, cond, params))
         zeros = jnp.zeros(batch_shape, x.dtype)
         y0 = (x, zeros, zeros, zeros) if regularize else (x, zeros)
         solution = diffrax.diffeqsolve(
@@ -230,30 +245,89 @@ def ffjord(
             max_steps=max_steps,
             throw=False,
         )
-        failed = solution.result != diffrax.RESULTS.successful
-        final = jax.tree_util.tree_map(lambda a: jnp.where(failed, jnp.nan, a[-1]),
-                                       solution.ys)
-        num_steps = jnp.asarray(solution.stats["num_steps"], jnp.int32)
-        stats = SolveStats.zeros(x.dtype)._replace(
-            num_steps=num_steps, nfe=function_evaluations(solver, num_steps)
-        )
-        if regularize:
-            kinetic, frobenius = jnp.mean(final[2]), jnp.mean(final[3])
-            penalty = (regularization.kinetic_weight * kinetic
-                       + regularization.jacobian_weight * frobenius)
-            stats = stats._replace(kinetic_energy=kinetic, jacobian_frobenius=frobenius,
-                                   penalty=penalty.astype(x.dtype))
-        return final[0], final[1], stats
+        final = jax.tree_util.tree_map(lambda a: a[-1], solution.ys)
+        result = _result(solution, finite_inputs, final)
+        final = jax.tree_util.tree_map(
+            lambda a: jnp.where(result != SUCCESSFUL, jnp.nan, a), final)
+        info = _solve_info(solver, solution, result, final[2:], regularization, x.dtype)
+        return final[0], final[1], EMPTY, info
 
-    def forward(params, state, x, *, cond=None, train=False, key=None):
-        del state
-        return solve(params, x, cond, train, key, "forward")
+    def forward_with_info(params, state, x, *, cond=None, train=False, key=None):
+        return solve(params, state, x, cond, train, key, "forward")
 
-    def inverse(params, state, y, *, cond=None, train=False, key=None):
-        del state
-        return solve(params, y, cond, train, key, "inverse")
+    def inverse_with_info(params, state, y, *, cond=None, train=False, key=None):
+        return solve(params, state, y, cond, train, key, "inverse")
 
-    return Bijector(init, forward, inverse, event_ndims)
+    return Bijector(init, without_info(forward_with_info), without_info(inverse_with_info),
+                    event_ndims, None, cond_shape, forward_with_info, inverse_with_info)
+
+
+def _solve_info(solver, solution: diffrax.Solution, result, integrals, regularization: RNODE,
+                dtype) -> SolveInfo:
+    """The :class:`SolveInfo` of a solve; ``integrals`` are the per-event RNODE integrals
+    ``(K, B)`` (empty when the solve did not regularise), batch-averaged and weighted."""
+    num_steps = jnp.asarray(solution.stats["num_steps"], jnp.int32)
+    zero = jnp.zeros((), dtype)
+    info = SolveInfo(num_steps, function_evaluations(solver, num_steps), result, zero, zero,
+                     zero)
+    if not integrals:
+        return info
+    kinetic, frobenius = jnp.mean(integrals[0]), jnp.mean(integrals[1])
+    penalty = regularization.kinetic_weight * kinetic + regularization.jacobian_weight * frobenius
+    return info._replace(kinetic_energy=kinetic, jacobian_frobenius=frobenius,
+                         penalty=penalty.astype(dtype))
+
+
+def _as_dtype(params, dtype):
+    """The floating-point leaves of ``params`` in ``dtype`` (Flax creates float32 params
+    whatever the input; a float64 model needs float64 params)."""
+    return jax.tree_util.tree_map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, params)
+
+
+def _all_finite(tree) -> jax.Array:
+    """Whether every floating-point entry of ``tree`` is finite (a boolean scalar)."""
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)
+              if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def _zeros_unless(ok, tree):
+    """``tree`` where ``ok``, else its floating-point leaves zeroed.
+
+    A solve from non-finite data or params fails anyway; solving from zeros instead takes
+    a few steps where an adaptive solver would reject steps until ``max_steps``.
+    """
+
+    def keep(leaf):
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            return leaf
+        return jnp.where(ok, leaf, jnp.zeros_like(leaf))
+
+    return jax.tree_util.tree_map(keep, tree)
+
+
+def _result(solution: diffrax.Solution, finite_inputs, final) -> jax.Array:
+    """The solve's ``diffrax.RESULTS`` code (int32), with non-finite values named.
+
+    ``nonfinite_input`` when the data, cond or params held NaN or inf
+    (``finite_inputs`` false); otherwise diffrax's code when it failed; otherwise
+    ``nonfinite`` when the ``final`` values are not finite (a fixed-step solve does not
+    check them).
+    """
+    code = jnp.asarray(solution.result._value, jnp.int32)
+    code = jnp.where((code == SUCCESSFUL) & ~_all_finite(final), NONFINITE, code)
+    return jnp.where(finite_inputs, code, NONFINITE_INPUT).astype(jnp.int32)
+
+
+def _check_empty_state(state, name):
+    """FFJORD has no state: refuse a non-empty one (e.g. a record from an older API)."""
+    if jax.tree_util.tree_leaves(state):
+        raise ValueError(
+            f"{name}: an FFJORD block has no state; pass () as init returns it (its solve "
+            f"statistics come back as info from forward_with_info / inverse_with_info or "
+            f"log_prob_and_state), got a state with leaves "
+            f"{jax.tree_util.tree_structure(state)}.")
 
 
 def _check_vector_field(apply, params, z, cond, name):
@@ -275,17 +349,13 @@ def _check_vector_field(apply, params, z, cond, name):
         )
 
 
-def _validate_config(vector_field, event_ndims, cond_shape, t0, t1, solver,
-                     stepsize_controller, dt0, max_steps, adjoint, trace, eval_trace,
-                     regularization):
+def _validate_config(vector_field, event_ndims, t0, t1, solver, stepsize_controller, dt0,
+                     max_steps, adjoint, trace, eval_trace, regularization):
     checks = [
         (isinstance(vector_field, nn.Module), "vector_field must be a flax.linen Module",
          type(vector_field).__name__),
         (isinstance(event_ndims, int) and event_ndims >= 1, "event_ndims must be an int >= 1",
          event_ndims),
-        (cond_shape is None or (isinstance(cond_shape, (tuple, list))
-                               and all(isinstance(n, int) for n in cond_shape)),
-         "cond_shape must be a tuple of ints or None", cond_shape),
         (float(t0) != float(t1), "t0 and t1 must differ", (t0, t1)),
         (isinstance(solver, diffrax.AbstractSolver), "solver must be a diffrax solver",
          type(solver).__name__),

@@ -10,7 +10,8 @@ Two integrals are solved alongside the state and the log-det (eq. 4-5 of the pap
 steps for the same likelihood. ``B`` uses the trace estimator's products: exact with
 :func:`jflows.ode.exact_trace`, the unbiased ``||J eps||^2`` with Hutchinson noise.
 The training loss adds ``kinetic_weight * mean(K) + jacobian_weight * mean(B)`` (batch
-means), which an FFJORD block reports as ``SolveStats.penalty`` in its returned state;
+means), which an FFJORD block reports as ``SolveInfo.penalty`` in its info (the
+``*_with_info`` functions, ``transformed(...).log_prob_and_state``'s third output);
 :func:`regularization_penalty` sums it over every block of a flow.
 
 Both norms are sums over the event's entries (not means), so the penalty grows with the
@@ -24,7 +25,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jflows.ode.stats import find_solve_stats
+from jflows.ode.info import find_solve_info
 
 Array = jax.Array
 
@@ -48,11 +49,15 @@ def rnode(kinetic_weight: float = 0.01, jacobian_weight: float = 0.01) -> RNODE:
     return RNODE(float(kinetic_weight), float(jacobian_weight))
 
 
-def regularization_penalty(state) -> Array:
-    """Sum of the RNODE penalties of every FFJORD solve recorded in a (nested) state.
+def regularization_penalty(info) -> Array:
+    """Sum of the RNODE penalties of every FFJORD solve recorded in a (nested) info.
 
-    Use it in the loss: ``loss = -mean(log_prob) + regularization_penalty(new_state)``.
+    Use it in the loss::
+
+        log_prob, new_state, info = flow.log_prob_and_state(params, state, x, key=key)
+        loss = -mean(log_prob) + regularization_penalty(info)
+
     Zero when no block is regularised or the pass ran with ``train=False``.
     """
-    records = find_solve_stats(state)
+    records = find_solve_info(info)
     return sum((jnp.sum(record.penalty) for record in records), jnp.zeros(()))

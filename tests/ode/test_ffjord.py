@@ -1,4 +1,5 @@
-"""FFJORD: closed forms, the dense Jacobian, round trips, gradients, errors, stacks."""
+"""FFJORD: closed forms, the dense Jacobian, round trips, gradients, errors, stacks, and
+the solve info (steps, NFE, RNODE integrals, why a solve failed) in the info channel."""
 
 import diffrax
 import jax
@@ -9,12 +10,17 @@ import scipy.integrate
 import scipy.linalg
 
 import jflows.bijectors as jb
+from jflows.distributions import standard_normal, transformed
 from jflows.nets.odenet import ConcatTimeMLP
 from jflows.ode import (
+    SolveInfo,
+    describe_result,
     exact_trace,
+    explain_failures,
     ffjord,
     hutchinson_trace,
     regularization_penalty,
+    result_code,
     rnode,
     solve_metrics,
 )
@@ -108,18 +114,18 @@ def test_hutchinson_is_unbiased_for_trace_and_frobenius(noise):
     x = jax.random.normal(KEY, (3, 2))
     params, state = exact.init(KEY, x)
     params = perturbed(params, scale=0.5)
-    _, exact_log_det, exact_stats = exact.forward(params, state, x, train=True)
+    _, exact_log_det, _, exact_info = exact.forward_with_info(params, state, x, train=True)
 
     @jax.jit
     @jax.vmap
     def estimate(key):
-        _, log_det, stats = estimated.forward(params, state, x, train=True, key=key)
-        return log_det, stats.jacobian_frobenius
+        _, log_det, _, info = estimated.forward_with_info(params, state, x, train=True, key=key)
+        return log_det, info.jacobian_frobenius
 
     log_dets, frobenius = estimate(jax.random.split(jax.random.key(7), num_keys))
     assert float(jnp.std(log_dets[:, 0])) > 1e-3  # the estimates do vary with the key
     for name, samples, reference in (("log_det", log_dets, exact_log_det),
-                                     ("frobenius", frobenius, exact_stats.jacobian_frobenius)):
+                                     ("frobenius", frobenius, exact_info.jacobian_frobenius)):
         stderr = jnp.std(samples, axis=0) / np.sqrt(num_keys)
         error = jnp.abs(jnp.mean(samples, axis=0) - reference)
         assert bool(jnp.all(error < 4 * stderr + 1e-6)), (name, error, stderr)
@@ -173,10 +179,10 @@ def test_nfe_equals_the_number_of_vector_field_evaluations():
     ]
     for setting in settings:
         b = ffjord(field, **setting)
-        for direction in (b.forward, b.inverse):
-            _, _, stats = direction(params, state, x)
+        for direction in (b.forward_with_info, b.inverse_with_info):
+            _, _, _, info = direction(params, state, x)
             jax.effects_barrier()
-            assert int(stats.nfe) == len(times) > 0, (setting, int(stats.nfe), len(times))
+            assert int(info.nfe) == len(times) > 0, (setting, int(info.nfe), len(times))
             times.clear()
 
 
@@ -197,13 +203,13 @@ def test_rnode_integrals_match_closed_forms_in_both_directions():
                   for si in s]
         kinetic = np.mean(scipy.integrate.simpson(np.stack(speeds), x=s, axis=0))
         frobenius = T * np.sum(kernel**2)
-        y, _, fwd = b.forward(params, state, x, train=True)
-        _, _, inv = b.inverse(params, state, y, train=True)
-        for stats in (fwd, inv):
-            np.testing.assert_allclose(stats.kinetic_energy, kinetic, rtol=1e-7)
-            np.testing.assert_allclose(stats.jacobian_frobenius, frobenius, rtol=1e-7)
-            np.testing.assert_allclose(stats.penalty, 0.3 * kinetic + 2.0 * frobenius, rtol=1e-7)
-        _, _, evaluation = b.forward(params, state, x)  # train=False: no penalty
+        y, _, _, fwd = b.forward_with_info(params, state, x, train=True)
+        _, _, _, inv = b.inverse_with_info(params, state, y, train=True)
+        for info in (fwd, inv):
+            np.testing.assert_allclose(info.kinetic_energy, kinetic, rtol=1e-7)
+            np.testing.assert_allclose(info.jacobian_frobenius, frobenius, rtol=1e-7)
+            np.testing.assert_allclose(info.penalty, 0.3 * kinetic + 2.0 * frobenius, rtol=1e-7)
+        _, _, _, evaluation = b.forward_with_info(params, state, x)  # train=False: no penalty
         assert float(evaluation.penalty) == 0.0 == float(evaluation.kinetic_energy)
 
 
@@ -214,11 +220,11 @@ def test_rnode_penalty_is_differentiable_through_a_chain():
     params, state = flow.init(KEY, x)
 
     def penalty(p):
-        return regularization_penalty(flow.inverse(p, state, x, train=True)[2])
+        return regularization_penalty(flow.inverse_with_info(p, state, x, train=True)[3])
 
-    _, _, new_state = flow.inverse(params, state, x, train=True)
-    assert float(new_state[0].penalty) > 0
-    np.testing.assert_allclose(penalty(params), new_state[0].penalty, rtol=1e-6)
+    _, _, _, info = flow.inverse_with_info(params, state, x, train=True)
+    assert float(info[0].penalty) > 0 and info[1] == ()
+    np.testing.assert_allclose(penalty(params), info[0].penalty, rtol=1e-6)
     grads = jax.grad(penalty)(params)
     assert all(float(jnp.sum(jnp.abs(g))) > 0 for g in jax.tree_util.tree_leaves(grads))
 
@@ -228,12 +234,15 @@ def test_solve_metrics_count_every_block_of_chains_and_scans():
     flow = jb.chain(block, jb.scan(block, 3))
     x = jax.random.normal(KEY, (4, 2))
     params, state = flow.init(KEY, x)
-    _, _, new_state = jax.jit(flow.forward)(params, state, x)
-    metrics = solve_metrics(new_state)
+    _, _, new_state, info = jax.jit(flow.forward_with_info)(params, state, x)
+    assert new_state == ((), ())
+    metrics = solve_metrics(info)
     assert int(metrics["num_solves"]) == 4
     assert int(metrics["nfe"]) == 4 * 61
     assert float(metrics["nfe_per_solve"]) == 61.0
     assert int(metrics["num_steps"]) == 40
+    assert int(metrics["failed_solves"]) == 0 == int(metrics["failure_code"])
+    assert explain_failures(info) == []
     assert solve_metrics((params, ())) == {}
 
 
@@ -260,12 +269,20 @@ def test_conditional_block_checks_cond():
     with pytest.raises(ValueError, match="does not broadcast"):
         b.forward(params, state, x, cond=jnp.zeros((5, 3)))
     unconditional = ffjord(LinearField(), **FIXED_GRID)
-    with pytest.raises(ValueError, match="without cond_shape"):
+    with pytest.raises(ValueError, match=r"unconditional \(cond_shape=None\)"):
         unconditional.forward(unconditional.init(KEY, x)[0], state, x, cond=jnp.zeros((4, 3)))
+    assert b.cond_shape == (3,) and unconditional.cond_shape is None
     # One cond for the whole batch broadcasts; it changes the output.
     y0 = b.forward(params, state, x, cond=jnp.zeros(3))[0]
     y1 = b.forward(params, state, x, cond=jnp.ones((4, 3)))[0]
     assert float(jnp.max(jnp.abs(y0 - y1))) > 1e-4
+    # A cond batch (2, 1) broadcasts with the data's (4,): both go to (2, 4), each row
+    # the solve of that cond.
+    conds = jnp.stack([jnp.zeros(3), jnp.ones(3)])[:, None, :]
+    y, log_det, _ = b.forward(params, state, x, cond=conds)
+    assert y.shape == (2, 4, 2) and log_det.shape == (2, 4)
+    np.testing.assert_allclose(y[0], y0, atol=1e-6)
+    np.testing.assert_allclose(y[1], y1, atol=1e-6)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -291,13 +308,106 @@ def test_vector_field_with_the_wrong_output_shape_is_rejected():
         hutchinson_trace("uniform")
 
 
-def test_a_failed_solve_returns_nan_for_the_training_guard_instead_of_raising():
-    """Too many steps, or a NaN input: NaN values and log-dets (jflows.train skips the step)."""
-    field = ConcatTimeMLP(hidden=(8,))
-    short = ffjord(field, max_steps=2)
-    params, state = short.init(KEY, jnp.zeros((4, 2)))
-    y, log_det, _ = short.forward(params, state, jax.random.normal(KEY, (4, 2)))
-    assert np.isnan(y).all() and np.isnan(log_det).all()
+MAX_STEPS = result_code(diffrax.RESULTS.max_steps_reached)
+NONFINITE_INPUT = result_code(diffrax.RESULTS.nonfinite_input)
+NONFINITE = result_code(diffrax.RESULTS.nonfinite)
+
+
+def test_a_solve_that_hits_max_steps_is_nan_and_says_so():
+    """NaN values and log-dets (jflows.train skips the step), and the info's code and
+    message say max_steps, under jit as eagerly."""
+    short = ffjord(ConcatTimeMLP(hidden=(8,)), max_steps=2)
+    x = jax.random.normal(KEY, (4, 2))
+    params, state = short.init(KEY, x)
+    for call in (short.forward_with_info, jax.jit(short.forward_with_info)):
+        y, log_det, new_state, info = call(params, state, x)
+        assert np.isnan(y).all() and np.isnan(log_det).all() and new_state == ()
+        assert isinstance(info, SolveInfo) and info.result.dtype == jnp.int32
+        assert int(info.result) == MAX_STEPS and int(info.num_steps) == 2
+        metrics = solve_metrics(info)
+        assert int(metrics["failed_solves"]) == 1 and int(metrics["failure_code"]) == MAX_STEPS
+        assert explain_failures(info) == [f"solve: {describe_result(MAX_STEPS)}"]
+        assert describe_result(MAX_STEPS).startswith("max_steps reached")
+
+
+@pytest.mark.parametrize("setting", [
+    pytest.param({}, id="adaptive"), pytest.param(FIXED_GRID, id="fixed_grid")])
+def test_a_non_finite_input_is_nan_and_named_as_such(setting):
+    """A NaN in the data (or params) fails the solve as non-finite input, quickly (the
+    adaptive solver is not left to reject steps until max_steps), under jit."""
+    b = ffjord(ConcatTimeMLP(hidden=(8,)), **setting)
     x = jnp.zeros((3, 2)).at[1, 0].set(jnp.nan)
-    y, log_det, _ = jax.jit(lambda v: ffjord(field).forward(params, state, v))(x)
-    assert np.isnan(log_det).all()
+    params, state = b.init(KEY, x)
+    y, log_det, _, info = jax.jit(b.forward_with_info)(params, state, x)
+    assert np.isnan(y).all() and np.isnan(log_det).all()
+    assert int(info.result) == NONFINITE_INPUT and int(info.num_steps) < 100
+    assert explain_failures(info) == [f"solve: {describe_result(NONFINITE_INPUT)}"]
+    assert "non-finite input" in describe_result(NONFINITE_INPUT)
+    bad_params = jax.tree_util.tree_map(lambda a: a.at[0].set(jnp.inf), params)
+    _, log_det, _, info = b.forward_with_info(bad_params, state, jnp.zeros((3, 2)))
+    assert np.isnan(log_det).all() and int(info.result) == NONFINITE_INPUT
+
+
+def test_a_solution_that_blows_up_on_a_fixed_grid_is_named_non_finite():
+    """A fixed-step solve does not check its values: f = z K with a huge K overflows to
+    inf, diffrax reports success, the info says non-finite values."""
+    b = ffjord(LinearField(), **FIXED_GRID)
+    x = jnp.ones((2, 2))
+    params, state = b.init(KEY, x)
+    params = jax.tree_util.tree_map(lambda a: jnp.full_like(a, 1e4), params)
+    y, _, _, info = b.forward_with_info(params, state, x)
+    assert np.isnan(y).all() and int(info.result) == NONFINITE
+    assert describe_result(NONFINITE).startswith("non-finite values")
+
+
+def test_info_flows_through_chain_scan_invert_and_transformed():
+    """Each combinator threads the blocks' infos in the shape of its params; a failed
+    block is found and named by its place in the pytree."""
+    good = ffjord(LinearField(), **FIXED_GRID)
+    short = ffjord(ConcatTimeMLP(hidden=(8,)), max_steps=2)
+    flow = jb.chain(good, jb.invert(short), jb.reverse(), jb.scan(good, 3))
+    x = jax.random.normal(KEY, (4, 2))
+    params, state = flow.init(KEY, x)
+    assert state == ((), (), (), ())
+    y, _, new_state, info = jax.jit(flow.forward_with_info)(params, state, x)
+    assert new_state == state and np.isnan(y).all()
+    assert info[2] == () and isinstance(info[1], SolveInfo)
+    assert info[3].result.shape == (3,)  # stacked per layer
+    metrics = solve_metrics(info)
+    assert int(metrics["num_solves"]) == 5 and int(metrics["failed_solves"]) == 4
+    assert int(metrics["failure_code"]) == MAX_STEPS
+    # invert(short).forward is short's inverse; the scan's layers saw NaN input.
+    assert explain_failures(info)[0] == f"[1]: {describe_result(MAX_STEPS)}"
+    assert explain_failures(info)[1:] == [
+        f"[3][{layer}]: {describe_result(NONFINITE_INPUT)}" for layer in range(3)]
+
+    model = transformed(standard_normal((2,)), jb.chain(good, good))
+    params, state = model.init(KEY)
+    assert state == {"base": (), "bijector": ((), ())}
+    log_prob, new_state, info = model.log_prob_and_state(params, state, x)
+    assert new_state == state and info["base"] == ()
+    assert int(solve_metrics(info)["num_solves"]) == 2
+    np.testing.assert_allclose(model.log_prob(params, state, x), log_prob, rtol=1e-6)
+    bad = x.at[0, 0].set(jnp.nan)
+    info = model.log_prob_and_state(params, state, bad)[2]
+    # The inverse runs block 1 first on the NaN data; block 0 then gets its NaN output.
+    assert explain_failures(info) == [
+        f"['bijector'][{i}]: {describe_result(NONFINITE_INPUT)}" for i in (0, 1)]
+
+
+def test_state_is_empty_and_a_stale_state_is_refused():
+    b = ffjord(LinearField(), **FIXED_GRID)
+    x = jax.random.normal(KEY, (4, 2))
+    params, state = b.init(KEY, x)
+    assert state == () and b.forward(params, state, x)[2] == ()
+    stale = b.forward_with_info(params, state, x)[3]  # e.g. the old API's record as state
+    with pytest.raises(ValueError, match=r"no state; pass \(\)"):
+        b.forward(params, stale, x)
+
+
+def test_explain_failures_refuses_traced_info():
+    b = ffjord(LinearField(), **FIXED_GRID)
+    x = jax.random.normal(KEY, (4, 2))
+    params, state = b.init(KEY, x)
+    with pytest.raises(TypeError, match="outside jit"):
+        jax.jit(lambda p: len(explain_failures(b.forward_with_info(p, state, x)[3])))(params)

@@ -11,7 +11,8 @@ from jflows.ode import exact_trace, ffjord, hutchinson_trace, rnode
 from jflows.testing import CHECKS, BijectorCase
 from tests.registry.ffjord import FIXED_GRID, MISMATCHED
 
-# A Hutchinson log-det is an estimate: it is not compared with the dense Jacobian.
+# A Hutchinson log-det is an estimate: it is not compared with the dense Jacobian, nor
+# (in ``transformed``) one estimate from sampling with another from log_prob.
 STOCHASTIC_CHECKS = tuple(name for name in CHECKS if name != "log_det_vs_jacobian")
 # An adaptive solve of a batch chooses its steps for the whole batch, so single events
 # under vmap (each with its own steps) agree only to the solver's tolerance, not to 1e-5.
