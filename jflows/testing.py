@@ -79,8 +79,8 @@ class BijectorCase:
       base: ``event_shape -> DensityModel`` whose support is ``forward``'s domain, for the
         ``transformed`` check (default standard normal; e.g. a uniform base for a bijector
         defined on the unit interval).
-      higher_rank_bases: for ``transformed``, also bases with extra leading event axes
-        (``(2,) + event_shape``, and ``(2, 2) + event_shape`` for elementwise bijectors).
+      higher_rank_bases: for ``transformed``, also a base with extra leading event axes
+        (``(2,) + event_shape``; ``(2, 2) + event_shape``, an image, for elementwise ones).
       scalar_base: for ``transformed``, also a scalar base (elementwise bijectors whose
         params do not fix the event shape); adds the ``cdf`` checks.
       checks: the names of the checks that apply (default all).
@@ -390,9 +390,8 @@ def transformed_base_shapes(case: BijectorCase) -> list[tuple[int, ...]]:
     """The base event shapes the ``transformed`` check puts ``case``'s bijector over."""
     shapes = [tuple(case.event_shape)]
     if case.higher_rank_bases and case.cond_shape is None:
-        shapes.append((2, *case.event_shape))
-        if case.make().event_ndims == 0:
-            shapes.append((2, 2, *case.event_shape))
+        extra = (2, 2) if case.make().event_ndims == 0 else (2,)  # elementwise: an image
+        shapes.append((*extra, *case.event_shape))
     if case.scalar_base:
         shapes.append(())
     return shapes
@@ -414,64 +413,71 @@ def check_transformed(case: BijectorCase, num_events: int = 2) -> None:
         _check_transformed_over(case, base_shape, num_events)
 
 
+def _transformed_values(case, flow, base_shape, num_events):
+    """Everything the ``transformed`` check compares, from one jitted function (float64).
+
+    ``log_prob`` of ``y = f(x)``, the closed form of its first ``num_events`` events,
+    ``sample_and_log_prob`` and ``log_prob`` of those samples, and for a scalar base the
+    ``cdf`` with its slope."""
+    key_init, key_noise, key_x, key_cond, key_call = jax.random.split(jax.random.key(1), 5)
+    params, state = flow.init(key_init, jnp.float64)
+    params = _perturb(params, key_noise, case.param_noise)
+    batch_shape = tuple(case.batch_shape)
+    x = case.sample_x(key_x, batch_shape + tuple(base_shape)).astype(jnp.float64)
+    cond = (None if case.cond_shape is None else
+            jax.random.normal(key_cond, batch_shape + tuple(case.cond_shape), jnp.float64))
+    key = key_call if case.needs_key else None
+    scalar = base_shape == () and case.cond_shape is None
+
+    @jax.jit
+    def values(params, state, x, cond, key_call):
+        kwargs = {"cond": cond, "key": key}
+        out = {"y": flow.bijector.forward(params["bijector"], state["bijector"], x, **kwargs)[0]}
+        out["log_prob"] = flow.log_prob(params, state, out["y"], **kwargs)
+        flat_y = out["y"].reshape((-1, *flow.event_shape))[:num_events]
+        flat_cond = None if cond is None else cond.reshape((-1, *case.cond_shape))[:num_events]
+        out["expected"] = jax.vmap(
+            lambda v, c: _closed_form_log_prob(flow, params, state, v, {"cond": c, "key": key})
+        )(flat_y, flat_cond)
+        out["samples"], out["sample_log_prob"] = flow.sample_and_log_prob(
+            params, state, key_call, batch_shape, cond=cond)
+        out["again"] = flow.log_prob(params, state, out["samples"], **kwargs)
+        if scalar:
+            out["cdf"] = flow.cdf(params, state, out["y"])
+            out["slope"] = jax.vmap(jax.grad(lambda v: flow.cdf(params, state, v)))(
+                out["y"].reshape(-1))
+        return out
+
+    return values(params, state, x, cond, key_call)
+
+
 def _check_transformed_over(case, base_shape, num_events):
     label = f"base event shape {base_shape}"
     make_base = case.base or standard_normal
+    batch_shape = tuple(case.batch_shape)
     with jax.enable_x64(True):
         flow = transformed(make_base(base_shape), case.make(), cond_shape=case.cond_shape)
-        key_init, key_noise, key_x, key_cond, key_call = jax.random.split(jax.random.key(1), 5)
-        params, state = flow.init(key_init, jnp.float64)
-        params = _perturb(params, key_noise, case.param_noise)
-        batch_shape = tuple(case.batch_shape)
-        x = case.sample_x(key_x, batch_shape + tuple(base_shape)).astype(jnp.float64)
-        kwargs = {}
-        if case.cond_shape is not None:
-            kwargs["cond"] = jax.random.normal(key_cond, batch_shape + tuple(case.cond_shape),
-                                               jnp.float64)
-        if case.needs_key:
-            kwargs["key"] = key_call
-        y = flow.bijector.forward(params["bijector"], state["bijector"], x, **kwargs)[0]
-        if tuple(y.shape) != batch_shape + tuple(flow.event_shape):
-            _fail(case, "transformed", f"{label}: forward output {tuple(y.shape)} is not "
-                  f"batch {batch_shape} + the model's event shape {flow.event_shape}")
-        log_prob = flow.log_prob(params, state, y, **kwargs)
-        if tuple(log_prob.shape) != batch_shape:
-            _fail(case, "transformed", f"{label}: log_prob has shape {tuple(log_prob.shape)}, "
-                  f"expected the batch shape {batch_shape}")
-        if not case.stochastic_log_det:
-            flat_y = y.reshape((-1, *flow.event_shape))
-            flat_cond = (None if case.cond_shape is None
-                         else kwargs["cond"].reshape((-1, *case.cond_shape)))
-            for i in range(min(num_events, flat_y.shape[0])):
-                event_kwargs = dict(kwargs)
-                if flat_cond is not None:
-                    event_kwargs["cond"] = flat_cond[i]
-                expected = _closed_form_log_prob(flow, params, state, flat_y[i], event_kwargs)
-                _assert_close(case, "transformed", f"{label}, event {i}: log_prob vs closed form",
-                              log_prob.reshape(-1)[i], expected, 1e-7, case.jacobian_atol)
-        sample_kwargs = {"cond": kwargs["cond"]} if "cond" in kwargs else {}
-        samples, sample_log_prob = flow.sample_and_log_prob(params, state, key_call,
-                                                            **sample_kwargs)
-        if tuple(samples.shape) != batch_shape + tuple(flow.event_shape):
-            _fail(case, "transformed", f"{label}: samples of shape {tuple(samples.shape)}, "
-                  f"expected {batch_shape + tuple(flow.event_shape)}")
-        if not case.stochastic_log_det:  # two estimates with independent noise otherwise
-            again = flow.log_prob(params, state, samples, **kwargs)
-            _assert_close(case, "transformed", f"{label}: sample_and_log_prob vs log_prob",
-                          sample_log_prob, again, case.rtol, case.atol)
-        if base_shape == () and case.cond_shape is None:
-            _check_cdf(case, flow, params, state, y)
-
-
-def _check_cdf(case, flow, params, state, y):
-    """``cdf`` in [0, 1] with ``d cdf / dy = p(y)`` (float64)."""
-    cdf = flow.cdf(params, state, y)
-    if not np.all((np.asarray(cdf) >= 0) & (np.asarray(cdf) <= 1)):
-        _fail(case, "transformed", f"cdf outside [0, 1]: {np.asarray(cdf)}")
-    density = jnp.exp(flow.log_prob(params, state, y))
-    slope = jax.vmap(jax.grad(lambda v: flow.cdf(params, state, v)))(y.reshape(-1))
-    _assert_close(case, "transformed", "d cdf / dy vs exp(log_prob)", slope,
-                  density.reshape(-1), 1e-6, 1e-9)
+        out = _transformed_values(case, flow, base_shape, num_events)
+    for what in ("y", "samples"):
+        if tuple(out[what].shape) != batch_shape + tuple(flow.event_shape):
+            _fail(case, "transformed", f"{label}: {what} of shape {tuple(out[what].shape)}, "
+                  f"expected batch {batch_shape} + the model's event shape {flow.event_shape}")
+    if tuple(out["log_prob"].shape) != batch_shape:
+        _fail(case, "transformed", f"{label}: log_prob has shape {tuple(out['log_prob'].shape)}, "
+              f"expected the batch shape {batch_shape}")
+    if case.stochastic_log_det:  # estimates with independent noise: nothing to compare
+        return
+    head = out["log_prob"].reshape(-1)[: out["expected"].shape[0]]
+    _assert_close(case, "transformed", f"{label}: log_prob vs closed form", head,
+                  out["expected"], 1e-7, case.jacobian_atol)
+    _assert_close(case, "transformed", f"{label}: sample_and_log_prob vs log_prob",
+                  out["sample_log_prob"], out["again"], case.rtol, case.atol)
+    if "cdf" in out:
+        cdf = np.asarray(out["cdf"])
+        if not np.all((cdf >= 0) & (cdf <= 1)):
+            _fail(case, "transformed", f"cdf outside [0, 1]: {cdf}")
+        _assert_close(case, "transformed", "d cdf / dy vs exp(log_prob)", out["slope"],
+                      np.exp(np.asarray(out["log_prob"])).reshape(-1), 1e-6, 1e-9)
 
 
 CHECKS: dict[str, Callable[[BijectorCase], None]] = {
