@@ -106,10 +106,10 @@ def jflows_model(dim, layers, hidden, batch_norm=False, ablation=None):
     params, state = flow.init(jax.random.key(0))
 
     def log_prob(p, x):
-        return flow.log_prob(p, state, x)[0]
+        return flow.log_prob(p, state, x)
 
     def train_log_prob(p, x):
-        return flow.log_prob(p, state, x, train=True)[0]
+        return flow.log_prob_and_state(p, state, x, train=True)[0]
 
     def sample(p, key, n):
         return flow.sample(p, state, key, (n,))

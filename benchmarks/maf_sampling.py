@@ -49,7 +49,7 @@ def parse_size(text: str) -> tuple[int, int, tuple[int, ...]]:
 def jflows_model(dim, layers, hidden, sampling):
     flow = jf.maf(dim, layers, hidden, batch_norm=False, sampling=sampling)
     params, state = flow.init(jax.random.key(0))
-    return ((lambda p, x: flow.log_prob(p, state, x)[0]),
+    return ((lambda p, x: flow.log_prob(p, state, x)),
             (lambda p, key, n: flow.sample(p, state, key, (n,))), params)
 
 

@@ -9,13 +9,16 @@ so one network pass gives the whole density. The per-dimension mixture density i
 ``MixtureSameFamily(Categorical, Normal)``. As the base distribution of a MAF it gives
 the paper's "MAF MoG" (:func:`jflows.flows.maf_mog`).
 
-Sampling solves the autoregression in compiled loops (:func:`jax.lax.fori_loop`), by
-default with the incremental MADE evaluation (about one network pass;
-:mod:`jflows.nets.made_sampling`), else with ``D`` full network passes, all drawing from
-one fixed set of noise: per dimension a Gumbel vector ``g_i`` (component
-``c_i = argmax_c(logits_ic + g_ic)``, an exact categorical draw) and a standard normal
-``z_i`` (``x_i = mu_{i c_i} + sigma_{i c_i} z_i``). With the noise fixed, pass ``k`` makes
-the first ``k`` dimensions in the order exact.
+Sampling solves the autoregression with the one autoregressive solver
+(:func:`jflows.nets.autoregressive.solve_autoregressive`): by default the incremental MADE
+evaluation (about one network pass; :mod:`jflows.nets.made_sampling`), else ``D`` full
+network passes, all drawing from one fixed set of noise. Its per-dimension step is the
+mixture draw: with a Gumbel vector ``g_i`` and a standard normal ``z_i`` per dimension,
+component ``c_i = argmax_c(logits_ic + g_ic)`` (an exact categorical draw) and
+``x_i = mu_{i c_i} + sigma_{i c_i} z_i``; the step also returns
+``log p(x_i | x_{<i}, cond)``, so ``sample_and_log_prob`` costs one solve.
+
+``cond`` (``cond_shape=(C,)``) follows :mod:`jflows.conditioning`.
 """
 
 from __future__ import annotations
@@ -26,11 +29,25 @@ import jax
 import jax.numpy as jnp
 import tensorflow_probability.substrates.jax as tfp
 
-from jflows.bijectors.autoregressive import SAMPLING
 from jflows.bijectors.base import check_event_shape
-from jflows.distributions.base import Distribution, default_float_dtype
+from jflows.conditioning import sample_batch_shape
+from jflows.distributions.base import (
+    Distribution,
+    abstract_init,
+    check_data_dtype,
+    check_init_dtype,
+    check_key,
+    check_params_and_state,
+    log_prob_from,
+    model_dtype,
+)
+from jflows.nets.autoregressive import (
+    SAMPLING,
+    check_conditioner_inputs,
+    made_conditioner,
+    solve_autoregressive,
+)
 from jflows.nets.made import MADE
-from jflows.nets.made_sampling import made_solve
 
 tfd = tfp.distributions
 
@@ -58,6 +75,18 @@ def mixture_draw(logits, loc, log_scale, gumbel, normal) -> jax.Array:
     return mu + sigma * normal
 
 
+def mixture_step(num_components: int):
+    """The solver's per-dimension step: ``(theta_i, (gumbel_i, normal_i)) ->
+    (x_i, log p(x_i | theta_i))`` with ``theta_i`` the ``3 C`` MADE outputs of dimension i."""
+
+    def step(theta, noise):
+        logits, loc, log_scale = split_mixture_outputs(theta, num_components)
+        x = mixture_draw(logits, loc, log_scale, *noise)
+        return x, mixture_log_prob(logits, loc, log_scale, x)
+
+    return step
+
+
 def mog_made(
     event_size: int,
     num_components: int = 10,
@@ -66,17 +95,18 @@ def mog_made(
     activation: str | Callable = "tanh",
     input_order: str | Sequence[int] = "natural",
     hidden_degrees: str = "equal",
-    cond_size: int | None = None,
+    cond_shape=None,
     seed: int = 0,
     output_init_scale: float = 1.0,
     sampling: str = "auto",
 ) -> Distribution:
     """The MADE MoG density over vectors of size ``event_size`` (a :class:`Distribution`).
 
-    The MADE options are those of :class:`jflows.nets.MADE`; ``num_components`` Gaussians
-    per dimension (the MAF paper used 10). ``output_init_scale=1`` (the MAF reference
-    code's scale) makes the components differ from the start. Params are the MADE's.
-    With ``cond``, samples have the broadcast of ``sample_shape`` and ``cond``'s batch shape.
+    The MADE options are those of :class:`jflows.nets.MADE` (``cond_shape=(C,)`` for a
+    conditional MADE MoG); ``num_components`` Gaussians per dimension (the MAF paper used
+    10). ``output_init_scale=1`` (the MAF reference code's scale) makes the components
+    differ from the start. Params are the MADE's; the state is ``()``. With ``cond``,
+    samples have the broadcast of ``sample_shape`` and ``cond``'s batch shape.
     ``sampling="auto"`` samples with the incremental MADE evaluation (about one network
     pass, :mod:`jflows.nets.made_sampling`), ``"passes"`` with ``D`` full passes.
     """
@@ -91,60 +121,55 @@ def mog_made(
         input_order=input_order,
         hidden_degrees=hidden_degrees,
         activation=activation,
-        cond_size=cond_size,
+        cond_shape=cond_shape,
         seed=seed,
         output_init_scale=output_init_scale,
     )
+    conditioner = made_conditioner(made)
+    step = mixture_step(num_components)
     event_shape = (event_size,)
 
     def init(key, dtype=None):
-        dtype = dtype or default_float_dtype()
-        cond = None if cond_size is None else jnp.zeros((cond_size,), dtype)
-        return made.init(key, jnp.zeros(event_shape, dtype), cond)["params"]
+        check_key(key, "mog_made.init")
+        dtype = check_init_dtype(dtype, "mog_made.init")
+        return conditioner.init(key, jax.ShapeDtypeStruct(event_shape, dtype)), ()
 
-    def mixture(params, x, cond, name):
-        made.check_inputs(x, cond, name)
-        return split_mixture_outputs(made.apply({"params": params}, x, cond), num_components)
+    expected = abstract_init(init)
 
-    def log_prob(params, x, *, cond=None):
-        check_event_shape(x, event_shape, "mog_made.log_prob", "the distribution's event shape")
-        logits, loc, log_scale = mixture(params, x, cond, "mog_made.log_prob")
-        return jnp.sum(mixture_log_prob(logits, loc, log_scale, x), axis=-1)
+    def log_prob_and_state(params, state, x, *, cond=None, train=True, key=None):
+        del train, key
+        name = "mog_made.log_prob"
+        check_params_and_state(expected, params, state, name)
+        x = check_data_dtype(x, params, state, name)
+        check_event_shape(x, event_shape, name, "the distribution's event shape")
+        cond = check_conditioner_inputs(conditioner, x.shape, cond, name)
+        theta = conditioner.apply(params, x, cond)
+        logits, loc, log_scale = split_mixture_outputs(theta, num_components)
+        return jnp.sum(mixture_log_prob(logits, loc, log_scale, x), axis=-1), state, ()
 
     # Jitted once per distribution (inlined under an outer jit), so eager sampling compiles
     # the loop once.
     @jax.jit
-    def solve_by_passes(params, gumbel, normal, cond):
-        def one_pass(_, x):
-            logits, loc, log_scale = mixture(params, x, cond, "mog_made.sample")
-            return mixture_draw(logits, loc, log_scale, gumbel, normal)
+    def solve(params, noise, cond):
+        x, log_probs = solve_autoregressive(conditioner, params, step, noise, noise[1].shape,
+                                            cond, method=sampling, name="mog_made.sample")
+        return x, jnp.sum(log_probs, axis=-1)
 
-        return jax.lax.fori_loop(0, event_size, one_pass, jnp.zeros_like(normal))
-
-    @jax.jit
-    def solve_incrementally(params, gumbel, normal, cond):
-        template, order = normal, made.generation_order
-        gumbel = gumbel.reshape(-1, event_size, num_components)[:, order]
-        normal = normal.reshape(-1, event_size)[:, order]
-
-        def step(out, s):
-            logits, loc, log_scale = split_mixture_outputs(out, num_components)
-            g = jax.lax.dynamic_index_in_dim(gumbel, s, axis=1, keepdims=False)
-            z = jax.lax.dynamic_index_in_dim(normal, s, axis=1, keepdims=False)
-            return mixture_draw(logits, loc, log_scale, g, z), z
-
-        return made_solve(made, params, step, cond, template)[0]
-
-    solve = solve_incrementally if sampling == "auto" else solve_by_passes
-
-    def sample(params, key, sample_shape=(), *, cond=None):
-        shape = (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)
-        dtype = jax.tree_util.tree_leaves(params)[0].dtype
-        if cond is not None:
-            shape = jnp.broadcast_shapes(shape, cond.shape[:-1])
+    def draw(params, state, key, sample_shape, cond, name):
+        check_key(key, name)
+        check_params_and_state(expected, params, state, name)
+        shape, cond = sample_batch_shape(sample_shape, cond, made.cond_shape, name)
+        dtype = model_dtype(params, state)
         gumbel_key, normal_key = jax.random.split(key)
-        gumbel = jax.random.gumbel(gumbel_key, (*shape, event_size, num_components), dtype)
-        normal = jax.random.normal(normal_key, (*shape, event_size), dtype)
-        return solve(params, gumbel, normal, cond)
+        noise = (jax.random.gumbel(gumbel_key, (*shape, event_size, num_components), dtype),
+                 jax.random.normal(normal_key, (*shape, event_size), dtype))
+        return solve(params, noise, cond)
 
-    return Distribution(init, log_prob, sample, event_shape)
+    def sample(params, state, key, sample_shape=(), *, cond=None):
+        return draw(params, state, key, sample_shape, cond, "mog_made.sample")[0]
+
+    def sample_and_log_prob(params, state, key, sample_shape=(), *, cond=None):
+        return draw(params, state, key, sample_shape, cond, "mog_made.sample_and_log_prob")
+
+    return Distribution(init, log_prob_from(log_prob_and_state), log_prob_and_state, sample,
+                        sample_and_log_prob, event_shape, made.cond_shape)

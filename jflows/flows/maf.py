@@ -28,15 +28,19 @@ layer's cheap elementwise tail (batch norm, the affine update) into the next lay
 recomputing the whole chain at every layer (fusions with 60+ operands at 10 layers);
 with batch norm that made the unrolled density pass ~1.5x slower at D = 64.
 
-The factories return :class:`jflows.distributions.TransformedDistribution` objects
-(``init``, ``log_prob``, ``sample``, ...; params ``{'base', 'bijector'}``, state = the
-batch-norm statistics). With ``cond_size`` every MADE takes a conditioning input (the
-conditional MAF of the paper's Sec. 3.4), passed as ``cond=`` to ``log_prob``/``sample``.
+The factories return :class:`jflows.distributions.TransformedDistribution` objects (the
+:class:`jflows.distributions.DensityModel` protocol: ``init``, ``log_prob``,
+``log_prob_and_state``, ``sample``, ...; params and state ``{'base', 'bijector'}``, the
+bijector's state holding the batch-norm statistics). With ``cond_shape=(C,)`` every MADE
+takes a conditioning vector (the conditional MAF of the paper's Sec. 3.4), passed as
+``cond=`` to ``log_prob``/``sample`` (see :mod:`jflows.conditioning`).
 
-Batch norm: ``log_prob(..., train=True)`` normalises with batch statistics (averaged over
-``axis_name`` under data-parallel training) and returns updated running averages; after
-training, :func:`jflows.bijectors.recompute_batch_norm_statistics` on
-``flow.bijector`` sets them from the whole training set as the paper did.
+Batch norm: ``log_prob_and_state(..., train=True)`` normalises with batch statistics
+(averaged over ``axis_name`` under data-parallel training) and returns updated running
+averages; after training,
+``recompute_batch_norm_statistics(flow.bijector, params['bijector'], state['bijector'], x)``
+(:func:`jflows.bijectors.recompute_batch_norm_statistics`) sets them from the whole
+training set as the paper did.
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ def maf_bijector(
     batch_norm_decay: float = 0.99,
     batch_norm_eps: float = 1e-5,
     axis_name=None,
-    cond_size: int | None = None,
+    cond_shape=None,
     input_order: str | Sequence[int] = "natural",
     hidden_degrees: str = "equal",
     reverse_between_layers: bool = True,
@@ -97,8 +101,8 @@ def maf_bijector(
     Args:
       event_size: ``D``.
       num_layers: number of MADE-affine layers.
-      hidden_sizes, activation, cond_size, hidden_degrees, output_init_scale: each MADE's
-        (see :class:`jflows.nets.MADE`).
+      hidden_sizes, activation, cond_shape, hidden_degrees, output_init_scale: each MADE's
+        (see :class:`jflows.nets.MADE`; ``cond_shape=(C,)`` for a conditioning vector).
       input_order: layer 0's MADE input order (see :class:`jflows.nets.MADE`); with
         ``'random'`` each layer draws its own.
       reverse_between_layers: reverse the order from each layer to the next (the paper's
@@ -133,7 +137,7 @@ def maf_bijector(
             input_order=layer_input_order(input_order, index, reverse_between_layers),
             hidden_degrees=hidden_degrees,
             activation=activation,
-            cond_size=cond_size,
+            cond_shape=cond_shape,
             seed=_layer_seed(seed, index),
             output_init_scale=output_init_scale,
         )
@@ -159,23 +163,48 @@ def maf_bijector(
     return jb.chain(**parts)
 
 
-def layer_params(tree, layer: int):
+def _num_layers(tree) -> int | None:
+    """How many layers a :func:`maf_bijector` params/state tree holds (None: a stateless
+    scanned stack, whose empty entries do not say)."""
+    keys = list(tree) if isinstance(tree, dict) else []
+    unrolled = [key for key in keys if key.startswith("layer_")]
+    if not unrolled and not {"pairs", "last"} & set(keys):
+        raise ValueError(f"layer_params: expected a maf_bijector's params or state (e.g. "
+                         f"params['bijector']), got {type(tree).__name__} with keys {keys}.")
+    if unrolled:
+        return len(unrolled)
+    leaves = jax.tree_util.tree_leaves(tree.get("pairs"))
+    if "pairs" in tree and not leaves:
+        return None
+    return 2 * (leaves[0].shape[0] if leaves else 0) + ("last" in tree)
+
+
+def layer_params(tree, layer: int, *, num_layers: int | None = None):
     """Layer ``layer``'s ``{'made': ..., ['batch_norm': ...]}`` entry of a
-    :func:`maf_bijector`'s params or state (either layout)."""
+    :func:`maf_bijector`'s params or state (either layout).
+
+    ``num_layers`` (the stack's depth) is needed only for the state of a stack without
+    batch norm, whose empty entries do not say how many layers there are; when given it
+    is checked against the tree.
+    """
+    found = _num_layers(tree)
+    if found is None and num_layers is None:
+        raise ValueError("layer_params: this stateless stack's empty state does not say how "
+                         "many layers it has; pass num_layers= to check the layer index.")
+    fits = (num_layers is None or found == num_layers
+            or (found is None and num_layers % 2 == ("last" in tree)))
+    if not fits:
+        raise ValueError(f"layer_params: num_layers={num_layers} does not match the tree "
+                         f"(keys {sorted(tree)}).")
+    count = found if found is not None else num_layers
+    if not 0 <= layer < count:
+        raise ValueError(f"layer_params: no layer {layer} in a stack of {count} layers.")
     if f"layer_{layer}" in tree:
         return tree[f"layer_{layer}"]
-    pairs = tree.get("pairs")
-    leaves = jax.tree_util.tree_leaves(pairs)
-    if pairs is not None and not leaves:  # empty (stateless) entries: nothing to index
-        return pairs["odd" if layer % 2 else "even"]
-    num_pairs = leaves[0].shape[0] if leaves else 0
-    if layer < 2 * num_pairs:
-        half = pairs["odd" if layer % 2 else "even"]
-        return jax.tree_util.tree_map(lambda leaf: leaf[layer // 2], half)
-    if layer == 2 * num_pairs and "last" in tree:
+    if layer == count - 1 and "last" in tree:
         return tree["last"]
-    raise ValueError(f"layer_params: no layer {layer} in a stack of "
-                     f"{2 * num_pairs + ('last' in tree)} layers.")
+    half = tree["pairs"]["odd" if layer % 2 else "even"]
+    return jax.tree_util.tree_map(lambda leaf: leaf[layer // 2], half)
 
 
 def maf(event_size: int, num_layers: int = 5, hidden_sizes: Sequence[int] = (100, 100),
@@ -203,7 +232,7 @@ def maf_mog(
     *,
     num_components: int = 10,
     activation: str | Callable = "tanh",
-    cond_size: int | None = None,
+    cond_shape=None,
     input_order: str | Sequence[int] = "natural",
     hidden_degrees: str = "equal",
     seed: int = 0,
@@ -215,7 +244,7 @@ def maf_mog(
     MAF's base variable ``u``, its order reversed once more after the last MAF layer.
     ``params['base']`` are the MADE MoG's. Other keyword options as :func:`maf_bijector`.
     """
-    shared = dict(activation=activation, cond_size=cond_size, hidden_degrees=hidden_degrees,
+    shared = dict(activation=activation, cond_shape=cond_shape, hidden_degrees=hidden_degrees,
                   sampling=kwargs.pop("sampling", "auto"))
     reverse = kwargs.get("reverse_between_layers", True)
     flow = maf_bijector(event_size, num_layers, hidden_sizes, seed=seed,

@@ -1,10 +1,14 @@
 """Flax (linen) networks used by jflows models.
 
-The MADE and its activations are exported here. The PixelCNN++ network lives in
-:mod:`jflows.nets.pixelcnnpp` and the FFJORD dynamics in :mod:`jflows.nets.odenet`;
-import those from their modules (the PixelCNN++ network needs the likelihood's layout
-from :mod:`jflows.distributions`, which itself builds on the MADE, so exporting it here
-would make the packages import each other).
+The MADE and its activations are exported here; the one autoregressive solver (with
+its pluggable per-dimension transformers) is :mod:`jflows.nets.autoregressive`, the
+MADE's incremental evaluation :mod:`jflows.nets.made_sampling`.
+The PixelCNN++ network lives in
+:mod:`jflows.nets.pixelcnnpp` (with the layout of its logistic-mixture output in
+:mod:`jflows.nets.logistic_mixture_layout`) and the FFJORD dynamics in
+:mod:`jflows.nets.odenet`; import those from their modules. Like every network module they
+import only the bottom layer (:mod:`jflows.conditioning`), never the distributions or
+bijectors built on them.
 """
 
 from jflows.nets.activations import ACTIVATIONS, resolve_activation

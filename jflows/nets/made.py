@@ -11,9 +11,10 @@ Degrees and masks (Germain et al. 2015, Sec. 4; Papamakarios et al. 2017, Sec. 3
 
 Then output ``i`` depends only on inputs ``j`` with ``d_j < d_i``: the Jacobian of the
 outputs with respect to the inputs is strictly lower triangular once both are sorted by
-degree. An optional conditioning input ``cond`` feeds every hidden layer *and* the output
-layer through unmasked weights (feeding the output layer too lets the first dimension's
-conditional depend on ``cond``, which it otherwise could not).
+degree. An optional conditioning input ``cond``, a vector of ``C`` features per event
+(``cond_shape=(C,)``, see :mod:`jflows.conditioning`), feeds every hidden layer *and* the
+output layer through unmasked weights (feeding the output layer too lets the first
+dimension's conditional depend on ``cond``, which it otherwise could not).
 
 The network computes, with ``W * M`` the elementwise-masked weights::
 
@@ -45,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jflows.conditioning import CondShape, check_cond, normalize_cond_shape
 from jflows.nets.activations import resolve_activation
 
 INPUT_ORDERS = ("natural", "reversed", "random")
@@ -160,7 +162,19 @@ def made_masks(degrees: MadeDegrees) -> tuple[np.ndarray, ...]:
     return tuple(masks)
 
 
-def _layer_init(fan_in, shape, cond_size, kernel_scale, dtype):
+def _vector_cond_shape(cond_shape) -> CondShape:
+    """``cond_shape`` normalised; a MADE's cond is a vector, so only ``(C,)`` is allowed."""
+    cond_shape = normalize_cond_shape(cond_shape, "MADE")
+    if cond_shape is not None and len(cond_shape) != 1:
+        raise ValueError(
+            f"MADE: cond must be a vector of features, cond_shape=(C,); got cond_shape="
+            f"{cond_shape}. Flatten the conditioning input (cond.reshape(*batch_shape, -1)) "
+            f"and use cond_shape=({int(np.prod(cond_shape))},)."
+        )
+    return cond_shape
+
+
+def _layer_init(fan_in, shape, cond_shape, kernel_scale, dtype):
     """An initializer of one layer's params dict (kernel, bias, optional cond_kernel)."""
     lecun = nn.initializers.lecun_normal()
 
@@ -168,8 +182,8 @@ def _layer_init(fan_in, shape, cond_size, kernel_scale, dtype):
         k_kernel, k_cond = jax.random.split(key)
         kernel = kernel_scale * lecun(k_kernel, (fan_in, *shape), dtype)
         params = {"kernel": kernel, "bias": jnp.zeros(shape, dtype)}
-        if cond_size is not None:
-            params["cond_kernel"] = kernel_scale * lecun(k_cond, (cond_size, *shape), dtype)
+        if cond_shape is not None:
+            params["cond_kernel"] = kernel_scale * lecun(k_cond, (*cond_shape, *shape), dtype)
         return params
 
     return init
@@ -186,12 +200,14 @@ class MADE(nn.Module):
         permutation (the dimensions in generation order); see :func:`made_degrees`.
       hidden_degrees: ``'equal'`` or ``'random'``; see :func:`made_degrees`.
       activation: a name from :data:`jflows.nets.activations.ACTIVATIONS` or a function.
-      cond_size: size of the last axis of the conditioning input, or ``None``.
+      cond_shape: ``(C,)`` for a conditioning vector of ``C`` features (an int ``C`` is
+        read as ``(C,)``), or ``None`` for an unconditional MADE.
       seed: NumPy seed of the random order / degrees (static configuration).
       output_init_scale: scale of the output kernel's initial draw.
 
-    ``__call__(x, cond=None)`` maps ``(..., D)`` (and ``cond`` of shape ``(..., C)``)
-    to ``(..., D, K)``. Params are created in ``x``'s floating dtype.
+    ``__call__(x, cond=None)`` maps ``(..., D)`` (and ``cond`` of shape ``(..., C)``, its
+    batch shape broadcasting with ``x``'s) to ``(..., D, K)``. Params are created in
+    ``x``'s floating dtype.
     """
 
     event_size: int
@@ -200,7 +216,7 @@ class MADE(nn.Module):
     input_order: str | Sequence[int] = "natural"
     hidden_degrees: str = "equal"
     activation: str | Callable = "tanh"
-    cond_size: int | None = None
+    cond_shape: tuple[int] | None = None
     seed: int = 0
     output_init_scale: float = 1e-2
 
@@ -215,8 +231,7 @@ class MADE(nn.Module):
         resolve_activation(self.activation)
         if self.params_per_dim < 1:
             raise ValueError(f"MADE: params_per_dim must be >= 1, got {self.params_per_dim}.")
-        if self.cond_size is not None and self.cond_size < 1:
-            raise ValueError(f"MADE: cond_size must be None or >= 1, got {self.cond_size}.")
+        object.__setattr__(self, "cond_shape", _vector_cond_shape(self.cond_shape))
         super().__post_init__()
 
     @property
@@ -239,40 +254,28 @@ class MADE(nn.Module):
     def activation_fn(self) -> Callable[[jax.Array], jax.Array]:
         return resolve_activation(self.activation)
 
-    def check_inputs(self, x, cond, name: str = "MADE") -> None:
-        """Raise a ValueError naming the shapes when ``x`` / ``cond`` do not fit."""
-        if x.ndim < 1 or x.shape[-1] != self.event_size:
+    def check_inputs(self, x, cond, name: str = "MADE"):
+        """``cond`` checked by :func:`jflows.conditioning.check_cond` (``None`` for an
+        unconditional MADE); raise a ValueError naming the shapes when ``x`` (an array or a
+        :class:`jax.ShapeDtypeStruct`) has not ``event_size`` on its last axis."""
+        shape = tuple(x.shape)
+        if not shape or shape[-1] != self.event_size:
             raise ValueError(
                 f"{name}: expected inputs with last axis of size {self.event_size} (the "
-                f"MADE's event_size), got shape {tuple(x.shape)}."
+                f"MADE's event_size), got shape {shape}."
             )
-        if self.cond_size is None and cond is not None:
-            raise ValueError(
-                f"{name}: got cond of shape {tuple(jnp.shape(cond))}, but the MADE was built "
-                "without cond_size; set cond_size to build a conditional MADE."
-            )
-        if self.cond_size is not None:
-            if cond is None:
-                raise ValueError(
-                    f"{name}: this MADE is conditional (cond_size={self.cond_size}); pass "
-                    f"cond with last axis of size {self.cond_size}."
-                )
-            if cond.ndim < 1 or cond.shape[-1] != self.cond_size:
-                raise ValueError(
-                    f"{name}: expected cond with last axis of size {self.cond_size}, got "
-                    f"shape {tuple(cond.shape)}."
-                )
+        return check_cond(cond, self.cond_shape, shape[:-1], name)
 
     @nn.compact
     def __call__(self, x, cond=None):
-        self.check_inputs(x, cond)
+        cond = self.check_inputs(x, cond)
         dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
         act = self.activation_fn
         masks = self.masks
         h = x
         for index, (size, mask) in enumerate(zip(self.hidden_sizes, masks[:-1], strict=True)):
             layer = self.param(
-                f"hidden_{index}", _layer_init(h.shape[-1], (size,), self.cond_size, 1.0, dtype)
+                f"hidden_{index}", _layer_init(h.shape[-1], (size,), self.cond_shape, 1.0, dtype)
             )
             h = h @ (layer["kernel"] * mask.astype(dtype)) + layer["bias"]
             if cond is not None:
@@ -281,7 +284,7 @@ class MADE(nn.Module):
         d, k = self.event_size, self.params_per_dim
         output = self.param(
             "output",
-            _layer_init(h.shape[-1], (d, k), self.cond_size, self.output_init_scale, dtype),
+            _layer_init(h.shape[-1], (d, k), self.cond_shape, self.output_init_scale, dtype),
         )
         kernel = (output["kernel"] * masks[-1][:, :, None].astype(dtype)).reshape(-1, d * k)
         out = h @ kernel + output["bias"].reshape(d * k)

@@ -3,14 +3,16 @@
 Sampling a MAF, evaluating an IAF density or sampling a MADE MoG means solving, one
 dimension at a time in the autoregressive order,
 
-    x_{pi_s} = step(MADE(x)_{pi_s}, s),        s = 0 .. D-1,
+    x_{pi_s} = step(MADE(x)_{pi_s}, noise_{pi_s}),        s = 0 .. D-1,
 
-where ``pi_s`` is the dimension of degree ``s + 1``. Running the whole network once per
-dimension costs ``D`` passes. But in a MADE (see :mod:`jflows.nets.made`) a hidden unit of
-degree ``k`` depends only on the inputs of degree ``<= k`` and output ``pi_s`` only on the
-last hidden layer's units of degree ``<= s``. So at step ``s``, once ``x_{pi_{s-1}}`` is
-known, the units of degree exactly ``s`` become final in every layer, in order, and never
-change again; output ``pi_s`` then needs one column block of the output weights:
+where ``pi_s`` is the dimension of degree ``s + 1`` (the solver and its steps:
+:mod:`jflows.nets.autoregressive`, which calls :func:`made_solve` for a MADE conditioner).
+Running the whole network once per dimension costs ``D`` passes. But in a MADE (see
+:mod:`jflows.nets.made`) a hidden unit of degree ``k`` depends only on the inputs of
+degree ``<= k`` and output ``pi_s`` only on the last hidden layer's units of degree
+``<= s``. So at step ``s``, once ``x_{pi_{s-1}}`` is known, the units of degree exactly
+``s`` become final in every layer, in order, and never change again; output ``pi_s`` then
+needs one column block of the output weights:
 
     h_l[degree s] = act(h_{l-1} @ W_l[:, degree s] + b_l[degree s] + cond @ C_l[:, degree s])
     out_{pi_s}    = h_L @ W_o[:, pi_s] + b_o[pi_s] + cond @ C_o[:, pi_s]
@@ -51,7 +53,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -102,27 +104,31 @@ def _windows(matrix: jax.Array, starts: np.ndarray, width: int) -> jax.Array:
 def made_solve(
     made: MADE,
     params,
-    step: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]],
+    step: Callable[[jax.Array, Any], tuple[jax.Array, jax.Array]],
+    noise,
     cond: jax.Array | None,
     template: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
-    """Solve ``x_{pi_s} = step(MADE(x)_{pi_s}, s)[0]`` for all ``s`` incrementally.
+    """Solve ``x_i = step(MADE(x)_i, noise_i)[0]`` for every dimension ``i``, incrementally.
 
     Args:
       made: the MADE (its static degrees define the blocks).
       params: its params (``made.init(...)['params']``).
-      step: ``(out, s) -> (value, aux)`` with ``out`` the ``(N, K)`` MADE outputs of the
-        dimension generated at step ``s`` (``s`` a traced int: the position in the order;
-        the dimension is ``made.generation_order[s]``); returns that dimension's value
-        ``(N,)`` and any per-dimension ``aux`` ``(N,)`` (e.g. the log-scale).
-      cond: the conditioning input, broadcast to ``batch_shape + (C,)``, or None.
-      template: an array of the solution's shape ``batch_shape + (D,)`` and dtype, e.g. the
-        noise being transformed. The loop state starts as zeros like it, so that under
-        ``shard_map`` it is device-varying as the values the steps compute are.
+      step: ``(out, noise_i) -> (value, aux)`` with ``out`` the ``(N, K)`` MADE outputs of
+        one dimension and ``noise_i`` that dimension's slice of every ``noise`` leaf,
+        ``(N, ...)``; returns the dimension's value and any per-dimension ``aux``, both
+        ``(N,)`` of ``template``'s dtype.
+      noise: a pytree of arrays of shape ``batch_shape + (D,) + extra`` (per leaf).
+      cond: the conditioning input (its batch shape broadcasting with ``batch_shape``),
+        or None.
+      template: an array of the solution's shape ``batch_shape + (D,)`` and dtype derived
+        from the noise (e.g. the noise ``u`` that an affine step transforms). The loop
+        state starts as zeros like it, so that under ``shard_map`` it is device-varying as
+        the values the steps compute are.
 
     Returns ``(x, aux)``, both ``batch_shape + (D,)`` in the natural dimension order.
     """
-    made.check_inputs(template, cond, "made_solve")
+    cond = made.check_inputs(template, cond, "made_solve")
     batch_shape, dtype = template.shape[:-1], template.dtype
     d = made.event_size
     n = int(np.prod(batch_shape, dtype=np.int64))
@@ -131,6 +137,10 @@ def made_solve(
     act = made.activation_fn
     if cond is not None:
         cond = jnp.broadcast_to(cond, batch_shape + cond.shape[-1:]).reshape(n, cond.shape[-1])
+    # Dimension-major, in generation order: step s reads row s of every leaf.
+    noise = jax.tree_util.tree_map(
+        lambda leaf: jnp.moveaxis(leaf.reshape((n, d) + leaf.shape[template.ndim:])[:, order],
+                                  1, 0), noise)
 
     # Static blocks per hidden layer; rows of each layer's weights follow the previous
     # layer's sorted units (the inputs: generation order), plus zero rows for the padding.
@@ -171,7 +181,9 @@ def made_solve(
             new_hidden.append(h)
             h_prev = h
         out = out_kernel[s, :, :prefixes[-1]] @ h_prev[:prefixes[-1]] + out_shift[s]
-        value, value_aux = step(out.T, s)
+        noise_s = jax.tree_util.tree_map(
+            lambda leaf: jax.lax.dynamic_index_in_dim(leaf, s, axis=0, keepdims=False), noise)
+        value, value_aux = step(out.T, noise_s)
         x = jax.lax.dynamic_update_index_in_dim(x, value, s, axis=0)
         aux = jax.lax.dynamic_update_index_in_dim(aux, value_aux, s, axis=0)
         return x, tuple(new_hidden), aux

@@ -29,16 +29,22 @@ n = jax.device_count()
 x = 2.0 + jax.random.normal(jax.random.key(0), (8 * n, 3))
 single = flow(None)
 params, state = single.init(jax.random.key(1))
-log_prob, new_state = single.log_prob(params, state, x, train=True)
-
+log_prob, new_state, _ = single.log_prob_and_state(params, state, x, train=True)
+new_state = new_state["bijector"]
 mapped = flow("batch")
-pmapped = jax.pmap(
-    lambda x: mapped.log_prob(params, state, x, train=True), axis_name="batch"
-)(x.reshape(n, 8, 3))
+
+
+def train_pass(x):
+    """log_prob and the bijector's new state (the batch-norm statistics)."""
+    log_prob, state_out, _ = mapped.log_prob_and_state(params, state, x, train=True)
+    return log_prob, state_out["bijector"]
+
+
+pmapped = jax.pmap(train_pass, axis_name="batch")(x.reshape(n, 8, 3))
 
 mesh = Mesh(np.array(jax.devices()), ("batch",))
 sharded = jax.jit(shard_map(
-    lambda x: mapped.log_prob(params, state, x, train=True),
+    train_pass,
     mesh=mesh, in_specs=PartitionSpec("batch"), out_specs=(PartitionSpec("batch"), PartitionSpec()),
 ))(x)
 

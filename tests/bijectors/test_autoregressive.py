@@ -7,6 +7,8 @@ import pytest
 import tensorflow_probability.substrates.jax as tfp
 
 import jflows.bijectors as jb
+from jflows.bijectors.autoregressive import affine_transformer
+from jflows.flows import maf_bijector
 from jflows.nets import MADE
 from jflows.nets.made_sampling import NUM_CHUNKS
 from jflows.testing import dense_log_det
@@ -51,7 +53,7 @@ def tfp_shift_and_log_scale(made, params):
 
 
 def test_maf_and_iaf_equal_tfp():
-    made, maf, params, state = made_and_params(input_order="random", seed=2, cond_size=3)
+    made, maf, params, state = made_and_params(input_order="random", seed=2, cond_shape=(3,))
     iaf = jb.inverse_autoregressive(made)
     cond = jax.random.normal(jax.random.key(5), (7, 3))
     kwargs = {"conditional_input": cond}
@@ -143,7 +145,7 @@ def test_log_scale_bound():
 
 
 def test_forward_broadcasts_base_to_the_cond_batch():
-    made, maf, params, state = made_and_params(cond_size=3)
+    made, maf, params, state = made_and_params(cond_shape=(3,))
     cond = jax.random.normal(jax.random.key(0), (6, 3))
     u = jax.random.normal(jax.random.key(1), (D,))
     x, log_det, _ = maf.forward(params, state, u, cond=cond)
@@ -160,9 +162,68 @@ def test_errors():
         jb.masked_autoregressive(3)
     with pytest.raises(ValueError, match="log_scale_bound"):
         jb.masked_autoregressive(MADE(D, (4,)), log_scale_bound=0.0)
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        jb.masked_autoregressive(MADE(D, (4,)), sampling="fast")
+    with pytest.raises(ValueError, match=r"cond_shape=\(2,\) but the MADE was built with "
+                                         r"cond_shape=\(3,\)"):
+        jb.masked_autoregressive(MADE(D, (4,), cond_shape=(3,)), cond_shape=(2,))
+    with pytest.raises(ValueError, match="option of the default affine transformer"):
+        jb.masked_autoregressive(MADE(D, (4,)), log_scale_bound=1.0,
+                                 transformer=affine_transformer())
     bad = jb.masked_autoregressive(lambda p, x, c: (x[..., :2], x[..., :2]))
-    with pytest.raises(ValueError, match=r"shift and log_scale of the input's shape \(3, 5\)"):
+    with pytest.raises(ValueError, match=r"2 parameters per dimension for the input of shape "
+                                         r"\(3, 5\).*\(\(3, 2\), \(3, 2\)\)"):
         bad.inverse((), (), jnp.zeros((3, D)))
-    _, conditional, params, state = made_and_params(cond_size=2)
+
+
+def test_integer_input_is_refused_clearly():
+    """Not a scan-carry dtype error from inside a stack: density models cast integer data
+    (tests/flows/test_maf.py); the bijectors ask for real-valued input."""
+    _, maf, params, state = made_and_params()
+    stack = maf_bijector(D, 2, (4,))
+    stack_params, stack_state = stack.init(jax.random.key(0), jnp.zeros((D,)))
+    x = jnp.ones((3, D), jnp.int32)
+    for call in (lambda: maf.inverse(params, state, x), lambda: maf.forward(params, state, x),
+                 lambda: stack.inverse(stack_params, stack_state, x)):
+        with pytest.raises(TypeError, match="expected real-valued input, got dtype int32"):
+            call()
+
+
+@pytest.mark.parametrize("direction", ["forward", "inverse"])
+def test_cond_is_checked_by_the_one_checker(direction):
+    _, conditional, params, state = made_and_params(cond_shape=(2,))
+    call = getattr(conditional, direction)
+    x = jnp.zeros((3, D))
     with pytest.raises(ValueError, match="pass cond"):
-        conditional.inverse(params, state, jnp.zeros((3, D)))
+        call(params, state, x)
+    with pytest.raises(ValueError, match=r"cond's batch shape \(4,\).*data's batch shape "
+                                         r"\(3,\)"):
+        call(params, state, x, cond=jnp.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"trailing shape \(2,\).*\(3, 3\)"):
+        call(params, state, x, cond=jnp.zeros((3, 3)))
+    _, unconditional, params, state = made_and_params()
+    with pytest.raises(ValueError, match="unconditional"):
+        getattr(unconditional, direction)(params, state, x, cond=jnp.zeros((3, 2)))
+
+
+def test_function_conditioner_declares_its_cond_shape():
+    def shifted_by_cond(params, x, cond):
+        shift, log_scale = strictly_lower_linear(params, x, None)
+        return shift + cond[..., :1], log_scale
+
+    bijector = jb.masked_autoregressive(shifted_by_cond, init=init_linear, cond_shape=(2,))
+    assert bijector.cond_shape == (2,)
+    assert jb.masked_autoregressive(MADE(D, (4,), cond_shape=(3,))).cond_shape == (3,)
+    params, state = bijector.init(jax.random.key(0), jnp.zeros((D,)))
+    u = jax.random.normal(jax.random.key(1), (4, D))
+    cond = jax.random.normal(jax.random.key(2), (4, 2))
+    x, log_det, _ = bijector.forward(params, state, u, cond=cond)
+    reference = tfb.MaskedAutoregressiveFlow(
+        shift_and_log_scale_fn=lambda y, conditional_input: shifted_by_cond(
+            params, y, conditional_input))
+    np.testing.assert_allclose(x, reference.forward(u, conditional_input=cond), **TOL)
+    np.testing.assert_allclose(bijector.inverse(params, state, x, cond=cond)[1], -log_det,
+                               **TOL)
+    with pytest.raises(ValueError, match="unconditional"):
+        jb.masked_autoregressive(strictly_lower_linear, init=init_linear).forward(
+            params, state, u, cond=cond)

@@ -40,7 +40,7 @@ def random_params(made, x, cond, seed=0):
 )
 def test_jacobian_is_strictly_lower_triangular_in_the_order(order, degrees, hidden, conditional):
     made = MADE(D, hidden, params_per_dim=3, input_order=order, hidden_degrees=degrees,
-                activation="tanh", cond_size=2 if conditional else None, seed=5)
+                activation="tanh", cond_shape=(2,) if conditional else None, seed=5)
     x = jax.random.normal(jax.random.key(1), (D,))
     cond = jnp.array([0.3, -1.2]) if conditional else None
     params = random_params(made, x, cond)
@@ -57,7 +57,7 @@ def test_jacobian_is_strictly_lower_triangular_in_the_order(order, degrees, hidd
 
 
 def test_conditioning_feeds_every_output_including_the_first():
-    made = MADE(D, (9, 9), cond_size=2)
+    made = MADE(D, (9, 9), cond_shape=(2,))
     x = jnp.zeros((D,))
     cond = jnp.ones((2,))
     params = random_params(made, x, cond)
@@ -86,7 +86,7 @@ def numpy_made(params, x, cond, input_degrees, hidden_degrees, act):
 @pytest.mark.parametrize("activation", ["relu", jax.nn.relu])
 def test_matches_numpy_reference(activation):
     made = MADE(D, (9, 9), params_per_dim=3, input_order=(3, 5, 0, 2, 4, 1),
-                activation=activation, cond_size=2)
+                activation=activation, cond_shape=(2,))
     x = np.random.default_rng(0).normal(size=(3, D)).astype(np.float32)
     cond = np.random.default_rng(1).normal(size=(3, 2)).astype(np.float32)
     params = random_params(made, jnp.asarray(x[0]), jnp.asarray(cond[0]))
@@ -146,10 +146,32 @@ def test_bad_configuration_is_rejected(kwargs, message):
 
 
 def test_bad_inputs_are_rejected_with_shapes():
-    made = MADE(3, (4,), cond_size=2)
+    made = MADE(3, (4,), cond_shape=(2,))
     with pytest.raises(ValueError, match=r"last axis of size 3.*\(5, 4\)"):
         made.init(jax.random.key(0), jnp.zeros((5, 4)), jnp.zeros((5, 2)))
     with pytest.raises(ValueError, match="pass cond"):
         made.init(jax.random.key(0), jnp.zeros((5, 3)))
-    with pytest.raises(ValueError, match="without cond_size"):
+    with pytest.raises(ValueError, match="unconditional"):
         MADE(3, (4,)).init(jax.random.key(0), jnp.zeros((5, 3)), jnp.zeros((5, 2)))
+    with pytest.raises(ValueError, match=r"trailing shape \(2,\).*\(5, 3\)"):
+        made.init(jax.random.key(0), jnp.zeros((5, 3)), jnp.zeros((5, 3)))
+    with pytest.raises(ValueError, match=r"batch shape \(4,\).*data's batch shape \(5,\)"):
+        made.init(jax.random.key(0), jnp.zeros((5, 3)), jnp.zeros((4, 2)))
+
+
+def test_cond_shape_is_a_vector_shape():
+    assert MADE(3, (4,), cond_shape=2).cond_shape == (2,)
+    with pytest.raises(ValueError, match=r"cond_shape=\(C,\).*\(2, 3\).*cond_shape=\(6,\)"):
+        MADE(3, (4,), cond_shape=(2, 3))
+    with pytest.raises(ValueError, match="positive"):
+        MADE(3, (4,), cond_shape=(0,))
+
+
+def test_cond_broadcasts_with_the_batch():
+    made = MADE(3, (4,), cond_shape=(2,))
+    params = random_params(made, jnp.zeros((3,)), jnp.zeros((2,)))
+    x = jax.random.normal(jax.random.key(0), (5, 3))
+    cond = jnp.array([0.5, -1.0])
+    np.testing.assert_allclose(made.apply({"params": params}, x, cond),
+                               made.apply({"params": params}, x, jnp.tile(cond, (5, 1))),
+                               rtol=1e-6)

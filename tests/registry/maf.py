@@ -28,17 +28,17 @@ CASES = [
                  lambda: made_affine(input_order=(2, 0, 4, 1, 3), hidden_sizes=(7, 6),
                                      activation="relu"), (D,)),
     BijectorCase("maf_conditional_bounded",
-                 lambda: made_affine(cond_size=3, log_scale_bound=0.5, output_init_scale=3.0),
+                 lambda: made_affine(cond_shape=(3,), log_scale_bound=0.5, output_init_scale=3.0),
                  (D,), cond_shape=(3,), bad_inputs=MISMATCHED,
                  forward_edges=np.array([-50.0, 0.0, 3.0, 50.0, 1.0]),
                  inverse_edges=np.array([-50.0, 0.0, 3.0, 50.0, 1.0])),
     BijectorCase("iaf_conditional_random",
                  lambda: jb.inverse_autoregressive(MADE(D, (8,), input_order="random",
-                                                        cond_size=2, seed=4)),
+                                                        cond_shape=(2,), seed=4)),
                  (D,), cond_shape=(2,), bad_inputs=MISMATCHED),
     # The MAF stack: a scanned pair of layers, batch norm, conditioning (the odd last layer
     # and the unrolled layout are checked in tests/flows/test_maf.py).
     BijectorCase("maf_stack_conditional",
-                 lambda: maf_bijector(D, 2, (8,), cond_size=2), (D,), cond_shape=(2,),
+                 lambda: maf_bijector(D, 2, (8,), cond_shape=(2,)), (D,), cond_shape=(2,),
                  trainable_state=True, bad_inputs=MISMATCHED),
 ]
