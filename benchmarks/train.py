@@ -71,7 +71,8 @@ def problem(axis_name=jt.DATA_AXIS):
     flow, name = model(axis_name)
 
     def loss_fn(params, model_state, batch, key):
-        log_prob, model_state = flow.log_prob(params, model_state, batch, train=True)
+        log_prob, model_state, _ = flow.log_prob_and_state(params, model_state, batch,
+                                                           train=True)
         return -log_prob.mean(), (model_state, {})
 
     tx = optax.adam(1e-4)

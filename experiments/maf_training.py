@@ -67,12 +67,13 @@ def fit_flow(
 
     def loss_fn(params, model_state, batch, key):
         del key
-        log_prob, model_state = train_flow.log_prob(params, model_state, batch["x"], train=True)
+        log_prob, model_state, _ = train_flow.log_prob_and_state(params, model_state,
+                                                                 batch["x"], train=True)
         return -jnp.mean(log_prob), (model_state, {})
 
     def eval_fn(params, model_state, batch, key):
         del key  # batch statistics of the validation batch: see the module docstring
-        log_prob, _ = train_flow.log_prob(params, model_state, batch["x"], train=True)
+        log_prob = train_flow.log_prob_and_state(params, model_state, batch["x"], train=True)[0]
         return {"loss": -jnp.mean(log_prob)}
 
     tx = optimizer(learning_rate, weight_decay)
@@ -97,18 +98,20 @@ def fit_flow(
 
 
 def set_batch_norm_from_data(flow, params, model_state, x, max_rows: int | None = None):
-    """Batch-norm statistics of ``x`` (or of ``max_rows`` evenly spaced rows of it)."""
-    if not jax.tree_util.tree_leaves(model_state):
+    """``model_state`` with the bijector's batch-norm statistics set to those of ``x`` (or
+    of ``max_rows`` evenly spaced rows of it); the base's state is kept."""
+    if not jax.tree_util.tree_leaves(model_state["bijector"]):
         return model_state
     rows = x if max_rows is None else x[:: max(1, len(x) // max_rows)]
     recompute = jax.jit(lambda p, s, v: recompute_batch_norm_statistics(flow.bijector, p, s, v))
-    return recompute(params["bijector"], model_state, jnp.asarray(rows))
+    bijector_state = recompute(params["bijector"], model_state["bijector"], jnp.asarray(rows))
+    return {**model_state, "bijector": bijector_state}
 
 
 def log_likelihoods(flow, params, model_state, x, *, batch_size: int = 1000) -> np.ndarray:
     """``log p(x)`` per row (float64 NumPy), evaluated in jitted batches."""
-    return map_in_chunks(lambda p, s, v: flow.log_prob(p, s, v)[0], (params, model_state),
-                         (x,), batch_size).astype(np.float64)
+    return map_in_chunks(flow.log_prob, (params, model_state), (x,), batch_size).astype(
+        np.float64)
 
 
 def mean_and_error(values: np.ndarray) -> tuple[float, float]:

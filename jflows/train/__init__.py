@@ -3,7 +3,8 @@
     import jflows.train as jt
 
     def loss_fn(params, model_state, batch, key):     # on one device's shard
-        log_prob, model_state = flow.log_prob(params, model_state, batch, train=True)
+        log_prob, model_state, info = flow.log_prob_and_state(params, model_state, batch,
+                                                              train=True, key=key)
         return -log_prob.mean(), (model_state, {})
 
     state = jt.TrainState.create(params=params, model_state=model_state, optimizer=tx,

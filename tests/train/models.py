@@ -28,7 +28,8 @@ def make_flow(axis_name=jt.DATA_AXIS):
 
 def make_loss_fn(flow):
     def loss_fn(params, model_state, batch, key):
-        log_prob, model_state = flow.log_prob(params, model_state, batch["x"], train=True)
+        log_prob, model_state, _ = flow.log_prob_and_state(params, model_state, batch["x"],
+                                                           train=True, key=key)
         nll = -jnp.mean(log_prob)
         return nll, (model_state, {"nll": nll, "first_x": batch["x"][0, 0]})
 
@@ -37,7 +38,7 @@ def make_loss_fn(flow):
 
 def make_eval_fn(flow):
     def eval_fn(params, model_state, batch, key):
-        log_prob, _ = flow.log_prob(params, model_state, batch["x"])
+        log_prob = flow.log_prob(params, model_state, batch["x"])
         return {"loss": -jnp.mean(log_prob)}
 
     return eval_fn

@@ -50,8 +50,8 @@ def main(port, process_id, workdir, out):
             state, _ = step(state, batch)
         arrays.update({f"reference{jax.tree_util.keystr(p)}": np.asarray(leaf) for p, leaf in
                        jax.tree_util.tree_leaves_with_path((state.params, state.model_state))})
-        log_prob, _ = reference_flow.log_prob(result.last_state.params,
-                                              result.last_state.model_state, valid["x"])
+        log_prob = reference_flow.log_prob(result.last_state.params,
+                                           result.last_state.model_state, valid["x"])
         arrays["direct_validation_loss"] = np.asarray(-log_prob.mean())
     np.savez(out, **arrays)
 

@@ -67,7 +67,7 @@ def main(out):
     fitted = jt.fit(models.initial_state(flow), step, train[:4], epochs=1,
                     eval_step=jt.make_eval_step(models.make_eval_fn(flow)),
                     validation_data=valid_batches, progress=False, prefetch=0)
-    log_prob, _ = flow_ref.log_prob(fitted.state.params, fitted.state.model_state, valid["x"])
+    log_prob = flow_ref.log_prob(fitted.state.params, fitted.state.model_state, valid["x"])
     results["fit/validation_loss"] = np.array(fitted.history[-1]["validation"]["loss"])
     results["fit/direct_loss"] = np.asarray(-log_prob.mean(), np.float64)
 

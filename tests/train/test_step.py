@@ -26,8 +26,8 @@ def test_train_step_applies_the_optax_update_of_the_loss_gradient():
     @jax.jit
     def reference(params, model_state):  # optax by hand on jax.grad of the flow's NLL
         def nll(params):
-            log_prob, new_model_state = FLOW.log_prob(params, model_state, batch["x"],
-                                                      train=True)
+            log_prob, new_model_state, _ = FLOW.log_prob_and_state(params, model_state,
+                                                                   batch["x"], train=True)
             return -jnp.mean(log_prob), new_model_state
 
         (loss, new_model_state), grads = jax.value_and_grad(nll, has_aux=True)(params)
