@@ -2,7 +2,11 @@
 
 Every row calls jflows the wrong way and names the exception type and a pattern the
 message must match (what was expected and what was got). Rows that need a model build
-it in a small factory so the table reads as a list of mistakes.
+it in a small factory so the table reads as a list of mistakes. PixelCNN++'s bad inputs
+(pixels outside 0..255, float images, labels out of range, a label batch that does not
+broadcast with ``sample_shape``, swapped params/state) are the table of
+``tests/distributions/test_pixelcnn.py::test_clear_errors``, which shares that module's
+compiled model instead of building another network here.
 """
 
 import jax
