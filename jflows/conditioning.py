@@ -29,20 +29,24 @@ import numpy as np
 CondShape = tuple[int, ...] | None
 
 
+def shape_tuple(value, what: str, minimum: int, name: str) -> tuple[int, ...]:
+    """``value`` (an int or a sequence of ints, each ``>= minimum``) as a tuple of ints,
+    with an error naming ``what`` (e.g. ``'event_shape'``) and the value got otherwise."""
+    if isinstance(value, (int, np.integer)):
+        value = (int(value),)
+    try:
+        shape = tuple(int(d) for d in value)
+    except TypeError as err:
+        raise TypeError(f"{name}: {what} must be an int or a tuple of ints, got "
+                        f"{value!r}.") from err
+    if any(d < minimum for d in shape):
+        raise ValueError(f"{name}: {what} must have sizes >= {minimum}, got {shape}.")
+    return shape
+
+
 def normalize_cond_shape(cond_shape, name: str) -> CondShape:
     """``cond_shape`` as a tuple of positive ints (or None), with a clear error otherwise."""
-    if cond_shape is None:
-        return None
-    if isinstance(cond_shape, (int, np.integer)):
-        cond_shape = (int(cond_shape),)
-    try:
-        shape = tuple(int(d) for d in cond_shape)
-    except TypeError as err:
-        raise TypeError(f"{name}: cond_shape must be None or a tuple of ints, got "
-                        f"{cond_shape!r}.") from err
-    if any(d < 1 for d in shape):
-        raise ValueError(f"{name}: cond_shape must have positive sizes, got {shape}.")
-    return shape
+    return None if cond_shape is None else shape_tuple(cond_shape, "cond_shape", 1, name)
 
 
 def merge_cond_shapes(shapes: Sequence[CondShape], name: str) -> CondShape:
@@ -112,12 +116,4 @@ def sample_batch_shape(sample_shape, cond, cond_shape: CondShape, name: str):
 
 def normalize_sample_shape(sample_shape, name: str) -> tuple[int, ...]:
     """``sample_shape`` (an int or a sequence of ints >= 0) as a tuple."""
-    shape = (sample_shape,) if isinstance(sample_shape, (int, np.integer)) else sample_shape
-    try:
-        shape = tuple(int(d) for d in shape)
-    except TypeError as err:
-        raise TypeError(f"{name}: sample_shape must be an int or a tuple of ints, got "
-                        f"{sample_shape!r}.") from err
-    if any(d < 0 for d in shape):
-        raise ValueError(f"{name}: sample_shape must have sizes >= 0, got {shape}.")
-    return shape
+    return shape_tuple(sample_shape, "sample_shape", 0, name)

@@ -46,7 +46,7 @@ import numpy as np
 import tensorflow_probability.substrates.jax as tfp
 
 from jflows.bijectors.base import check_event_shape, refuse_as_pytree
-from jflows.conditioning import CondShape, check_cond, normalize_sample_shape
+from jflows.conditioning import CondShape, check_cond, normalize_sample_shape, shape_tuple
 
 tfd = tfp.distributions
 
@@ -143,16 +143,7 @@ def check_init_dtype(dtype, name: str):
 
 def check_event_sizes(event_shape, name: str) -> tuple[int, ...]:
     """``event_shape`` as a tuple of positive ints, with a clear error otherwise."""
-    if isinstance(event_shape, (int, np.integer)):
-        event_shape = (int(event_shape),)
-    try:
-        shape = tuple(int(d) for d in event_shape)
-    except TypeError as err:
-        raise TypeError(f"{name}: event_shape must be a tuple of ints, got "
-                        f"{event_shape!r}.") from err
-    if any(d < 1 for d in shape):
-        raise ValueError(f"{name}: event_shape must have sizes >= 1, got {shape}.")
-    return shape
+    return shape_tuple(event_shape, "event_shape", 1, name)
 
 
 def cast_floating(tree, dtype):
