@@ -17,8 +17,9 @@ import pytest
 
 from jflows.data import images
 from jflows.data.cache import CorruptDataError, MissingDataError
+from tests.shared_data import SHARED_DATA
 
-SHARED = Path("/work/shared/data")
+SHARED = SHARED_DATA
 
 
 # --------------------------------------------------------------------------------------

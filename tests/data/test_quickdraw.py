@@ -10,8 +10,9 @@ import pytest
 
 from jflows.data import quickdraw as qd
 from jflows.data.cache import CorruptDataError, MissingDataError
+from tests.shared_data import SHARED_DATA
 
-SUBSET = Path("/work/shared/data/quickdraw/quickdraw_bitmap_subset.npz")
+SUBSET = SHARED_DATA / "quickdraw" / "quickdraw_bitmap_subset.npz"
 
 
 def _write(folder: Path, names_counts, prefix="full_numpy_bitmap_"):

@@ -17,10 +17,11 @@ import pytest
 from jflows.data import uci
 from jflows.data.cache import CorruptDataError, MissingDataError, RemoteFile
 from jflows.data.dataset import maf_split_sizes, tail_split
+from tests.shared_data import SHARED_DATA
 
 MINIBOONE_SAMPLE = Path(os.environ.get(
     "JFLOWS_MINIBOONE_SAMPLE",
-    "/work/shared/data/miniboone_partial/miniboone_maf_rows0-1218.npz"))
+    str(SHARED_DATA / "miniboone_partial" / "miniboone_maf_rows0-1218.npz")))
 
 
 # --------------------------------------------------------------------------------------

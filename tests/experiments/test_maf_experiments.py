@@ -14,8 +14,9 @@ from experiments.maf_gas.config import Config as GasConfig
 from experiments.maf_gas.main import main as gas_main
 from experiments.maf_mnist.config import Config as MnistConfig
 from experiments.maf_mnist.main import main as mnist_main
+from tests.shared_data import SHARED_DATA
 
-MNIST = "/work/shared/data/mnist/mnist.npz"
+MNIST = str(SHARED_DATA / "mnist" / "mnist.npz")
 
 
 def write_ethylene_co(path, rows=2000, seed=0):
