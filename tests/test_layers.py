@@ -3,10 +3,11 @@
 Layers, bottom first (a module may import its own layer and the layers below):
 
 0. contracts and shared vocabulary: ``jflows.conditioning``, ``jflows.units``,
-   ``jflows.bijectors.base``, ``jflows.distributions.base``;
+   ``jflows.collectives``, ``jflows.bijectors.base``, ``jflows.distributions.base``;
 1. ``jflows.nets`` (Flax modules, the autoregressive solver, likelihood layouts);
 2. ``jflows.bijectors``, ``jflows.distributions``;
-3. ``jflows.flows``, ``jflows.ode``, ``jflows.testing``;
+3. ``jflows.flows``, ``jflows.ode``, ``jflows.testing``, ``jflows.interop`` (bridges to
+   distrax, TFP-JAX, FlowJAX and Flax NNX);
 4. ``jflows.train``, and the top-level ``jflows`` package.
 
 ``jflows.data`` stands apart: it imports nothing of jflows, and only ``jflows.train``
@@ -24,10 +25,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "jflows"
 
 LAYERS = [
-    ("jflows.conditioning", "jflows.units", "jflows.bijectors.base", "jflows.distributions.base"),
+    ("jflows.conditioning", "jflows.units", "jflows.collectives", "jflows.bijectors.base",
+     "jflows.distributions.base"),
     ("jflows.nets",),
     ("jflows.bijectors", "jflows.distributions"),
-    ("jflows.flows", "jflows.ode", "jflows.testing"),
+    ("jflows.flows", "jflows.ode", "jflows.testing", "jflows.interop"),
     ("jflows.train",),
 ]
 DATA = "jflows.data"

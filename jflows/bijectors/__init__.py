@@ -16,8 +16,10 @@ from jflows.bijectors.base import (
     output_event_ndims,
 )
 from jflows.bijectors.batch_norm import (
+    BatchNormInfo,
     BatchNormState,
     batch_norm,
+    batch_norm_metrics,
     recompute_batch_norm_statistics,
 )
 from jflows.bijectors.combinators import block, chain, invert, scan
@@ -40,12 +42,14 @@ from jflows.bijectors.permute import permute, reshape, reverse
 
 __all__ = [
     "EMPTY",
+    "BatchNormInfo",
     "BatchNormState",
     "Bijector",
     "affine_scalar",
     "affine_tril_lowrank",
     "autodiff_log_det",
     "batch_norm",
+    "batch_norm_metrics",
     "block",
     "chain",
     "elementwise",
