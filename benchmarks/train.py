@@ -1,4 +1,5 @@
-"""Training-layer costs: data-parallel steps/s on 1 vs 8 devices, and ``fit``'s overhead.
+"""Training-layer costs: steps/s of each data-parallel mode on 1 vs 8 devices, FFJORD inside
+``fit`` with each adjoint, and ``fit``'s overhead.
 
 Model: MAF on 8-D data (GAS-sized): 5 MADE layers with two hidden layers of 100 units and
 batch norm (``jflows.flows.maf``), Adam, the negative log-likelihood. Without
@@ -6,11 +7,16 @@ batch norm (``jflows.flows.maf``), Adam, the negative log-likelihood. Without
 and the output says so: 5 x [low-rank affine, batch norm, leaky ReLU].
 
 1. **Data-parallel steps/s** (child processes with 1 and 8 fake CPU devices,
-   ``XLA_FLAGS=--xla_force_host_platform_device_count=N``): the per-device train step under
-   ``jax.pmap`` and under ``jit(shard_map)``, same global batch, pre-placed batch, state
-   donated; best and median of interleaved timings. Fake devices share this machine's
-   cores, so 8 devices measure the cost of the collectives and the per-device split, not
-   a speed-up.
+   ``XLA_FLAGS=--xla_force_host_platform_device_count=N``): the train step under every mode
+   of ``jt.MODES`` (``jit`` with ``NamedSharding``, ``jit(shard_map)``, ``jax.pmap``), same
+   global batch, pre-placed batch, state donated; best and median of interleaved timings.
+   Fake devices share this machine's cores, so 8 devices measure the cost of the
+   collectives and the per-device split, not a speed-up.
+1b. **FFJORD inside ``fit``** (1 device, the ``ffjord_toy`` flow: 4 blocks of a 2-8-8-2
+   tanh field, Dopri5, rtol 1e-3, exact trace): seconds per step of whole ``fit`` epochs
+   with diffrax's default ``RecursiveCheckpointAdjoint`` and with ``BacksolveAdjoint``, in
+   ``"jit"`` mode and (backsolve only: the recursive adjoint cannot be differentiated
+   there, diffrax #765) ``"shard_map"`` mode, interleaved.
 2. **Loop overhead**: the wall time of a whole ``fit`` call (default mode, 1 device, a
    ``BatchIterator``, metric fetches every ``log_every`` steps, progress bar off / on, no
    workdir; also with the prefetch thread that is the default on accelerators) against a
@@ -23,7 +29,7 @@ and the output says so: 5 x [low-rank affine, batch norm, leaky ReLU].
    median CPU time of this process per step (the loop's own work, less sensitive to
    other processes on a shared machine).
 
-    python -m benchmarks.train [--batch 100] [--steps 2000] [--repeats 5]
+    python -m benchmarks.train [--batch 100] [--steps 2000] [--repeats 5] [--ffjord-steps 20]
 
 On a busy machine, pin it to one core (``taskset -c 1 python -m benchmarks.train``): with
 other processes on the cores, XLA's CPU worker threads wait on each other and single
@@ -90,13 +96,13 @@ def data(n):
 # ------------------------------------------------------------------ 1. steps/s per device count
 
 def parallel_worker(global_batch: int, samples: int = 15, steps: int = 20) -> dict:
-    """Steps/s of both modes on this process's devices: (best, median) over ``samples``
+    """Steps/s of every mode on this process's devices: (best, median) over ``samples``
     timings of ``steps`` steps each, the modes interleaved."""
     loss_fn, tx, state, name = problem()
     step = jt.make_train_step(loss_fn, tx)
     batch = data(global_batch)
     runs = {}
-    for mode in ("pmap", "shard_map"):
+    for mode in jt.MODES:
         runner = jt.data_parallel(step, mode)
         runs[mode] = [runner, runner.replicate(state), runner.shard(batch), []]
     for sample in range(samples + 1):
@@ -124,6 +130,41 @@ def run_parallel_children(global_batch: int) -> list[dict]:
             env=env, capture_output=True, text=True, check=True)
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     return results
+
+
+# ------------------------------------------------------------------ 1b. FFJORD adjoints
+
+def ffjord_in_fit(batch_size: int, steps: int, repeats: int) -> dict:
+    """Seconds per step of one-epoch ``fit`` calls of the ``ffjord_toy`` flow, per (adjoint,
+    mode), interleaved; the first call of each (compilation) is left out."""
+    import dataclasses
+
+    from experiments.ffjord_toy.config import Config
+    from experiments.ffjord_toy.main import make_flow, make_loss
+    from jflows.data import toy2d
+
+    x = {"x": toy2d.moons(batch_size * steps, np.random.default_rng(0)).astype(np.float32)}
+    iterator = BatchIterator(x, batch_size, seed=0)
+    variants = {}
+    for adjoint, mode in (("recursive", "jit"), ("backsolve", "jit"),
+                          ("backsolve", "shard_map")):
+        flow = make_flow(dataclasses.replace(Config(), adjoint=adjoint))
+        tx = optax.adam(1e-3)
+        params, model_state = flow.init(jax.random.key(0))
+        state = jt.TrainState.create(params=params, model_state=model_state, optimizer=tx,
+                                     key=jax.random.key(1))
+        variants[(adjoint, mode)] = (state, jt.make_train_step(make_loss(flow), tx), mode)
+    times = {name: [] for name in variants}
+    for repeat in range(repeats + 1):
+        for name, (state, step, mode) in variants.items():
+            start = time.perf_counter()
+            jax.block_until_ready(jt.fit(
+                state, step, iterator, epochs=1, logging=jt.Logging(every=steps,
+                                                                     progress=False),
+                parallel=jt.Parallel(mode=mode)).state)
+            if repeat:
+                times[name].append((time.perf_counter() - start) / steps)
+    return times
 
 
 # ------------------------------------------------------------------ 2. fit overhead
@@ -171,8 +212,9 @@ def overhead(steps: int, batch_size: int, repeats: int, log_every: int) -> dict:
 
     def fit(n, progress, prefetch=None):
         return _timed(lambda: jax.block_until_ready(jt.fit(
-            state, train_step, iterator, epochs=1, steps_per_epoch=n, progress=progress,
-            log_every=log_every, prefetch=prefetch).state))
+            state, train_step, iterator, epochs=1, steps_per_epoch=n,
+            logging=jt.Logging(every=log_every, progress=progress),
+            parallel=jt.Parallel(prefetch=prefetch)).state))
 
     variants = {
         "bare jitted step": bare,
@@ -199,6 +241,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--parallel-batch", type=int, default=800,
                         help="global batch of the 1-vs-8-device comparison")
+    parser.add_argument("--ffjord-steps", type=int, default=20,
+                        help="steps per timed FFJORD epoch")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
@@ -210,12 +254,23 @@ def main():
     parallel = run_parallel_children(args.parallel_batch)
     print(f"\nmodel: {parallel[0]['model']}, data dim {DIM}, Adam")
     print(f"\n## data-parallel train steps/s, global batch {args.parallel_batch}")
-    print("best / median of 15 samples of 20 steps")
-    print("| devices | pmap | shard_map | shard_map / pmap (best) |\n|---|---|---|---|")
+    print("best / median of 15 samples of 20 steps; ratios of the best against pmap")
+    print("| devices | " + " | ".join(jt.MODES) + " | " + " | ".join(
+        f"{m} / pmap" for m in jt.MODES if m != "pmap") + " |")
+    print("|---" * (2 * len(jt.MODES)) + "|")
     for r in parallel:
-        (pmap_best, pmap_median), (shard_best, shard_median) = r["pmap"], r["shard_map"]
-        print(f"| {r['devices']} | {pmap_best:.0f} / {pmap_median:.0f} | "
-              f"{shard_best:.0f} / {shard_median:.0f} | {shard_best / pmap_best:.2f} |")
+        cells = [f"{r[m][0]:.0f} / {r[m][1]:.0f}" for m in jt.MODES]
+        ratios = [f"{r[m][0] / r['pmap'][0]:.2f}" for m in jt.MODES if m != "pmap"]
+        print(f"| {r['devices']} | " + " | ".join(cells + ratios) + " |")
+
+    print(f"\n## FFJORD (ffjord_toy flow, batch {args.batch}) inside fit, 1 device, "
+          f"{args.ffjord_steps} steps per timed epoch, best / median of {args.repeats}")
+    print("| adjoint | mode | s/step best / median | vs recursive + jit |\n|---|---|---|---|")
+    ffjord = ffjord_in_fit(args.batch, args.ffjord_steps, args.repeats)
+    reference = min(ffjord[("recursive", "jit")])
+    for (adjoint, mode), times in ffjord.items():
+        print(f"| {adjoint} | {mode} | {min(times):.4f} / {statistics.median(times):.4f} | "
+              f"{min(times) / reference:.2f}x |")
 
     samples = overhead(args.steps, args.batch, args.repeats, args.log_every)
     print(f"\n## loop overhead, batch {args.batch}, 1 device (default mode "

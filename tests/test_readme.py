@@ -24,8 +24,18 @@ def _run(heading: str) -> dict:
 
 def test_quick_start_runs_and_fits():
     namespace = _run("## Quick start")
-    assert namespace["samples"].shape == (5, 2)
-    assert float(namespace["loss"]) < 4.4  # N((1,1), 4I) has entropy 4.22 nats
+    assert namespace["samples"].shape == (5, 2) and namespace["log_prob"].shape == (5,)
+    assert float(namespace["loss"]) < 4.5  # N((1,1), 4I) has entropy 4.22 nats
+
+
+def test_quick_start_hand_written_step_runs():
+    text = README.read_text()
+    section = text[text.index("## Quick start"):text.index("## The bijector contract")]
+    first, second = re.findall(r"```python\n(.*?)```", section, re.S)
+    namespace = {}
+    exec(compile(first + second + "params, opt_state, loss = step(params, opt_state)\n",
+                 "README quick start", "exec"), namespace)
+    assert np.isfinite(float(namespace["loss"]))
 
 
 def test_density_model_example_matches_tfp():

@@ -90,13 +90,6 @@ def negative_log_likelihood(flow, params, state, x, chunk: int = 4096) -> float:
     return float(-np.mean(map_in_chunks(flow.log_prob, (params, state), (x,), chunk)))
 
 
-def seconds_per_epoch(workdir: Path, steps_per_epoch: int, batch_size: int) -> list[float]:
-    """Each epoch's training time from fit's ``metrics.jsonl`` (one window per epoch)."""
-    records = [json.loads(line) for line in (workdir / "metrics.jsonl").open()]
-    return [steps_per_epoch * batch_size / r["examples_per_s"]
-            for r in records if r["split"] == "train"]
-
-
 def train(config: Config, data: np.ndarray, test: np.ndarray, workdir: Path) -> dict:
     """Fit the flow to ``data``; returns params, state, NLLs, timings and NFE per epoch."""
     shutil.rmtree(workdir, ignore_errors=True)
@@ -108,11 +101,12 @@ def train(config: Config, data: np.ndarray, test: np.ndarray, workdir: Path) -> 
     batches = jdata.BatchIterator(data, config.batch_size, seed=config.seed)
     start = time.perf_counter()
     result = jt.fit(train_state, jt.make_train_step(make_loss(flow), optimizer), batches,
-                    epochs=config.epochs, workdir=workdir, log_every=batches.steps_per_epoch,
-                    progress=config.progress, tensorboard=False)
+                    epochs=config.epochs, workdir=workdir,
+                    logging=jt.Logging(every=batches.steps_per_epoch, progress=config.progress,
+                                       tensorboard=False))
     wall = time.perf_counter() - start
     params, state = result.state.params, result.state.model_state
-    epoch_seconds = seconds_per_epoch(workdir, batches.steps_per_epoch, config.batch_size)
+    epoch_seconds = [record["seconds"] for record in result.history]
     history = [record["train"] for record in result.history]
     return {
         "flow": flow, "params": params, "state": state, "initial_params": train_state.params,

@@ -1,20 +1,26 @@
-"""``fit``: epochs of a data-parallel train step with validation, early stopping, EMA,
-checkpoints that resume exactly, a non-finite guard, a progress bar and metric files.
+"""``fit``: a small driver of a data-parallel train step: epochs, validation, the best epoch
+and early stopping, checkpoints that resume exactly, and a non-finite guard; progress,
+metric files and anything else are hooks (:mod:`jflows.train.hooks`), options are grouped
+(:mod:`jflows.train.options`).
 
 One global step consumes one global batch. Epoch ``e`` is steps
 ``[e * steps_per_epoch, (e + 1) * steps_per_epoch)``; after each epoch the validation set
 is evaluated (with the EMA params when the state keeps them, see
 :func:`~jflows.train.make_eval_step`) and the monitored metric decides early stopping:
-training stops after ``patience`` epochs without improvement (the MAF paper used 30) and
-the returned state carries the params, model state and EMA of the best epoch.
+training stops after ``Validation.patience`` epochs without improvement (the MAF paper
+used 30) and the returned state carries the params, model state and EMA of the best epoch
+(as the ``before_eval`` hooks left them, e.g. with recomputed batch-norm statistics). Each
+epoch's record in the history has its wall ``seconds`` (training) and ``eval_seconds``.
 
 **Exact resume.** Everything that decides what happens next is saved: the whole
 :class:`~jflows.train.TrainState` (params, optimizer and model state, EMA, the run key,
 step, fault counters) and the loop's own state (validation history, best value and step,
 epochs without improvement, the running sums of the epoch's training metrics). Batches are
 a function of the step (``BatchIterator.from_step``) and randomness a function of
-``(key, step)``, so ``fit(..., resume=True)`` continues from the newest usable checkpoint
-and produces bit for bit the params, metrics and files an uninterrupted run would.
+``(key, step)``, so ``fit(..., checkpointing=Checkpointing(resume=True))`` continues from
+the newest usable checkpoint (printing "resumed from step N") and produces bit for bit the
+params, metrics and files an uninterrupted run would (timings aside). A workdir written by
+a different model is refused with the mismatch named, and nothing in it is deleted.
 
 **Averaging.** Per-step metrics are averages over the global batch (exact: equal shards).
 Epoch metrics weight each step by its number of examples and leave out skipped
@@ -27,8 +33,11 @@ use ``drop_remainder=True``); in validation it is evaluated whole on one device.
 **Non-finite guard.** Skipped steps never touch the params (see
 :func:`~jflows.train.make_train_step`); after ``max_nonfinite_streak`` consecutive ones
 :class:`NonFiniteTrainingError` is raised, nothing more is saved, and the checkpoints
-already written stay. The check runs when metrics are fetched (every ``log_every`` steps),
-so training may run up to ``log_every - 1`` steps past the streak before stopping.
+already written stay. The check runs when metrics are fetched (every ``Logging.every``
+steps), so training may run up to ``every - 1`` steps past the streak before stopping.
+Skipped steps are left out of the averages, but their own metrics are not lost: a train
+record's ``skipped_<name>`` is the mean of ``<name>`` over the window's skipped steps
+(e.g. an FFJORD step's ``failed_solves``).
 """
 
 from __future__ import annotations
@@ -36,18 +45,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from jflows.data import prefetch_to_device
 from jflows.train.checkpoint import Checkpoints
+from jflows.train.hooks import Hook, MetricsWriter, ProgressBar, Run
 from jflows.train.metrics_log import MetricsLog
+from jflows.train.options import Checkpointing, Logging, Parallel, Validation, _positive_int
 from jflows.train.parallel import DataParallel, data_parallel, on_one_device
 from jflows.train.sources import eval_batches, train_source
 from jflows.train.state import TrainState
@@ -76,7 +88,8 @@ class FitResult:
       state: the state to use: with validation and ``restore_best``, the last state with
         the params, model state and EMA of the best validation epoch; else the last state.
       last_state: the state after the last step.
-      history: one record per epoch: ``{"epoch", "step", "train": {...}, "validation": {...}}``.
+      history: one record per epoch: ``{"epoch", "step", "seconds", "train": {...}}`` plus
+        ``"validation": {...}`` and ``"eval_seconds"`` with validation.
       best_step, best_metric: where the monitored validation metric was best, and its value.
       stop_reason: ``"epochs"``, ``"max_steps"`` or ``"early_stopping"``.
       workdir: where metrics, plot and checkpoints went (None without one).
@@ -222,100 +235,69 @@ def fit(
     train_data,
     *,
     epochs: int,
-    eval_step=None,
-    validation_data=None,
-    monitor: str = "loss",
-    maximize: bool = False,
-    patience: int | None = None,
-    restore_best: bool = True,
-    mode: str | None = None,
-    devices=None,
+    validation: Validation | None = None,
     workdir=None,
-    checkpoint_every: int | None = None,
-    keep_checkpoints: int = 2,
-    resume: bool = False,
-    max_nonfinite_streak: int = 10,
-    log_every: int = 50,
-    progress: bool = True,
-    prefetch: int | None = None,
+    checkpointing: Checkpointing = Checkpointing(),
+    logging: Logging = Logging(),
+    parallel: Parallel = Parallel(),
+    hooks: Sequence[Hook] = (),
     max_steps: int | None = None,
     steps_per_epoch: int | None = None,
-    tensorboard: bool = True,
+    max_nonfinite_streak: int = 10,
 ) -> FitResult:
-    """Train ``state`` with the per-device ``train_step`` data-parallel over ``devices``.
+    """Train ``state`` with ``train_step`` data-parallel over the devices.
 
     Args:
       state: the starting :class:`~jflows.train.TrainState` (host arrays).
-      train_step: from :func:`~jflows.train.make_train_step` (per-device, named axis).
+      train_step: from :func:`~jflows.train.make_train_step`.
       train_data: a ``jflows.data.BatchIterator``, a sequence of batches, or a callable
         ``step -> batches`` with ``steps_per_epoch`` (see :mod:`jflows.train.sources`).
         Batches are this process's part of each global batch.
       epochs: number of epochs to train for (counted from step 0, so a resumed run ends
         where an uninterrupted one would).
-      eval_step, validation_data: from :func:`~jflows.train.make_eval_step` and the
-        validation batches; evaluated after every epoch.
-      monitor, maximize: the validation metric that decides "best" and early stopping.
-      patience: stop after this many epochs without improvement (None: never stop early).
-      restore_best: return the best epoch's params (see :class:`FitResult`).
-      mode, devices: passed to :func:`~jflows.train.data_parallel`.
-      workdir: directory for ``metrics.jsonl``/``.csv``, ``learning_curve.png``,
-        ``tensorboard/`` and ``checkpoints/``; None writes nothing.
-      checkpoint_every: save every this many steps (and always at the best validation and
-        at the end, when there is a ``workdir``).
-      keep_checkpoints: how many of the latest periodic checkpoints to keep.
-      resume: continue from the newest usable checkpoint in ``workdir`` (fresh start when
-        there is none).
-      max_nonfinite_streak: stop after this many consecutive skipped (non-finite) steps.
-      log_every: metric fetches, progress updates and train records happen at multiples of
-        this step count (and at checkpoints and epoch ends).
-      progress: show a tqdm bar (process 0 only).
-      prefetch: batches put on the devices ahead of use by a background thread; 0: none,
-        each host batch goes to the compiled step directly; None: 2 on accelerators, 0 on
-        CPU (where a transfer is a memory copy and the thread only competes for the cores:
-        measured in BENCHMARKS.md).
+      validation: a :class:`~jflows.train.Validation` (eval step, data, monitored metric,
+        early stopping), evaluated after every epoch; None: no validation.
+      workdir: directory for the metric files and ``checkpoints/``; None writes nothing.
+      checkpointing: a :class:`~jflows.train.Checkpointing` (period, resume, overwrite).
+      logging: a :class:`~jflows.train.Logging` (metric period, progress bar, TensorBoard).
+      parallel: a :class:`~jflows.train.Parallel` (mode, devices, prefetch).
+      hooks: further :class:`~jflows.train.Hook` objects (e.g.
+        :class:`~jflows.train.RecomputeBatchNorm`), called after the built-in ones.
       max_steps: stop after this many global steps in all, even mid-epoch (validation runs
         at epoch ends only; a resumed run finishes the epoch).
       steps_per_epoch: for a callable ``train_data`` (or to override the iterator's).
-      tensorboard: also write TensorBoard scalars when a writer can be imported.
+      max_nonfinite_streak: stop after this many consecutive skipped (non-finite) steps.
 
     Raises:
       NonFiniteTrainingError: after ``max_nonfinite_streak`` consecutive skipped steps.
+      IncompatibleCheckpointError: ``resume`` in a workdir written by a different model.
     """
+    _check_fit_arguments(epochs, max_steps, max_nonfinite_streak, validation, workdir,
+                         checkpointing, logging, parallel, hooks)
     source = train_source(train_data, steps_per_epoch)
     spe = source.steps_per_epoch
-    if epochs < 1 or spe < 1 or log_every < 1 or max_nonfinite_streak < 1:
-        raise ValueError(
-            "fit: epochs, steps per epoch, log_every and max_nonfinite_streak must be >= 1; got "
-            f"{epochs}, {spe}, {log_every}, {max_nonfinite_streak}.")
-    if (eval_step is None) != (validation_data is None):
-        raise ValueError("fit: pass eval_step and validation_data together (or neither).")
-    validate = eval_step is not None
-    if patience is not None and not validate:
-        raise ValueError("fit: early stopping (patience) needs eval_step and validation_data.")
-    if resume and workdir is None:
-        raise ValueError("fit: resume=True needs the workdir the checkpoints are in.")
     total_steps = epochs * spe if max_steps is None else min(epochs * spe, max_steps)
 
     packed_step, names = _packed(train_step)
-    runner = data_parallel(packed_step, mode, devices)
+    runner = data_parallel(packed_step, parallel.mode, parallel.devices)
     if runner.multi_process and source.drop_remainder is False:
         raise ValueError("fit: with several processes use BatchIterator(..., drop_remainder=True) "
                          "so that every process has equal batches.")
     main = jax.process_index() == 0
     workdir = None if workdir is None else Path(workdir)
-    checkpoints = None if workdir is None else Checkpoints(workdir / "checkpoints",
-                                                           keep=keep_checkpoints)
-    log = MetricsLog(workdir, tensorboard=tensorboard) if workdir is not None and main else None
-
     host_state = _to_host(state)
-    loop = _LoopState()
-    best = None  # host (params, model_state, ema_params) of the best epoch
-    if checkpoints is not None and not resume and (checkpoints.latest_steps()
-                                                   or checkpoints.best_steps()):
-        raise ValueError(f"fit: {checkpoints.directory} already holds checkpoints; pass "
-                         "resume=True to continue that run, or use a new workdir (or delete "
-                         "that directory to start over).")
-    restored = checkpoints.restore_latest(host_state) if resume else None
+    valid_pass = monitor = None
+    if validation is not None:
+        valid_pass = eval_batches(validation.data)
+        monitor = validation.resolve_monitor(_eval_metric_names(validation.eval_step,
+                                                                host_state, valid_pass))
+
+    checkpoints = None
+    if workdir is not None:
+        checkpoints = Checkpoints(workdir / "checkpoints", keep=checkpointing.keep)
+        _prepare_workdir(checkpoints, workdir, checkpointing)
+    loop, best = _LoopState(), None  # best: host (params, model_state, ema_params)
+    restored = checkpoints.restore_latest(host_state) if checkpointing.resume else None
     if restored is not None:
         host_state, meta = restored
         loop = _LoopState(**meta["loop"])
@@ -325,22 +307,23 @@ def fit(
                 b = best_restored[0]
                 best = (b.params, b.model_state, b.ema_params)
     start = int(host_state.step)
-    if resume:
+    if restored is not None:
         checkpoints.discard_after(start)  # a resumed run writes those steps again
-    if log is not None:
-        log.keep_until(start)
+        if main:
+            print(f"fit: resumed from step {start} (epoch {start // spe + 1}) in "
+                  f"{checkpoints.directory}.", flush=True)
 
-    def save(step, dstate_host, *, is_best=False):
-        if checkpoints is not None:
-            checkpoints.save(step, dstate_host, {"loop": dataclasses.asdict(loop)}, best=is_best)
-
+    all_hooks = ([ProgressBar()] if logging.progress else []) + (
+        [MetricsWriter(workdir, tensorboard=logging.tensorboard)] if workdir is not None
+        else []) + list(hooks)
     evaluator = tail = None
-    if validate:
-        evaluator = data_parallel(eval_step, mode, devices, donate_state=False)
-        tail = on_one_device(eval_step)
-    valid_pass = eval_batches(validation_data) if validate else None
+    if validation is not None:
+        evaluator = data_parallel(validation.eval_step, parallel.mode, parallel.devices,
+                                  donate_state=False)
+        tail = on_one_device(validation.eval_step)
 
     trimmed = (b for b in map(_Trimmer(runner), source.from_step(start)) if b is not None)
+    prefetch = parallel.prefetch
     if prefetch is None:  # on CPU a transfer is a copy: not worth a thread
         prefetch = 0 if runner.local_devices[0].platform == "cpu" else 2
     if prefetch:
@@ -349,6 +332,10 @@ def fit(
     else:
         batches = trimmed  # host batches: the runner hands them to the compiled step
 
+    def save(step, dstate_host, *, is_best=False):
+        if checkpoints is not None:
+            checkpoints.save(step, dstate_host, {"loop": dataclasses.asdict(loop)}, best=is_best)
+
     dstate = runner.replicate(host_state)
     streak = int(host_state.nonfinite_streak)
     step = start
@@ -356,36 +343,34 @@ def fit(
     # steps goes on when given more
     stop_reason = "early_stopping" if loop.stop_reason == "early_stopping" else None
     last_saved = start if restored is not None else None
+    run = Run(epochs=epochs, steps_per_epoch=spe, total_steps=total_steps, start_step=start,
+              workdir=workdir, main=main, monitor=monitor)
+    for hook in all_hooks:
+        hook.on_start(run)
     try:
         while step < total_steps and stop_reason is None:
             epoch = step // spe
             epoch_end = min((epoch + 1) * spe, total_steps)
-            bar = tqdm(total=epoch_end - epoch * spe, initial=step - epoch * spe,
-                       desc=f"epoch {epoch + 1}/{epochs}", disable=not (progress and main),
-                       leave=False, dynamic_ncols=True)
             pending = []
-            window_start = time.perf_counter()
+            epoch_start = window_start = time.perf_counter()
             while step < epoch_end:
                 batch = next(batches)
                 dstate, packed = runner(dstate, batch)
                 step += 1
                 pending.append((packed, runner.global_batch_size(batch)))
                 # at an epoch's end the checkpoint waits for the validation (below)
-                at_checkpoint = (checkpoint_every is not None and step % checkpoint_every == 0
-                                 and step != epoch_end)
-                # windows end at multiples of log_every (and at checkpoints and epoch ends),
-                # so a resumed run writes the same records as an uninterrupted one
-                if step % log_every == 0 or step == epoch_end or at_checkpoint:
+                at_checkpoint = (checkpointing.every is not None
+                                 and step % checkpointing.every == 0 and step != epoch_end)
+                # windows end at multiples of Logging.every (and at checkpoints and epoch
+                # ends), so a resumed run writes the same records as an uninterrupted one
+                if step % logging.every == 0 or step == epoch_end or at_checkpoint:
                     now = time.perf_counter()
                     record, streak, streak_end = _fold_window(
                         pending, names, runner, loop, streak, max_nonfinite_streak, step)
                     record.update(step=step, epoch=epoch, split="train",
                                   examples_per_s=sum(n for _, n in pending) / (now - window_start))
-                    if log is not None:
-                        log.write(record)
-                    bar.update(len(pending))
-                    bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4g}",
-                                    ex_s=f"{record['examples_per_s']:.3g}")
+                    for hook in all_hooks:
+                        hook.on_window(record, len(pending))
                     pending, window_start = [], now
                     if streak_end is not None:
                         raise _non_finite_error(runner, dstate, streak_end, max_nonfinite_streak,
@@ -393,39 +378,35 @@ def fit(
                 if at_checkpoint:
                     save(step, runner.unreplicate(dstate))
                     last_saved = step
-            bar.close()
             if step % spe:  # max_steps ended mid-epoch: the epoch goes on after a resume
                 break
             record = _close_epoch(loop, epoch, step)
-            if log is not None:
-                log.write({"step": step, "epoch": epoch, "split": "train_epoch", **record["train"]})
-            if validate:
-                metrics = _evaluate(evaluator, tail, dstate, valid_pass())
-                if monitor not in metrics:
-                    raise KeyError(f"fit: monitor {monitor!r} is not among the validation "
-                                   f"metrics {sorted(metrics)}.")
+            record["seconds"] = time.perf_counter() - epoch_start
+            if validation is not None:
+                eval_start = time.perf_counter()
+                host = runner.unreplicate(dstate)
+                evaluated = host
+                for hook in all_hooks:
+                    evaluated = hook.before_eval(evaluated)
+                eval_state = (dstate if evaluated is host
+                              else evaluator.replicate(_to_host(evaluated)))
+                metrics = _evaluate(evaluator, tail, eval_state, valid_pass())
                 record["validation"] = metrics
-                if log is not None:
-                    log.write({"step": step, "epoch": epoch, "split": "validation", **metrics})
+                record["eval_seconds"] = time.perf_counter() - eval_start
                 value = metrics[monitor]
-                # A non-finite value is never an improvement and never becomes the best.
-                if math.isfinite(value) and (
-                        loop.best_metric is None or not math.isfinite(loop.best_metric)
-                        or (value > loop.best_metric if maximize else value < loop.best_metric)):
+                if _improves(value, loop.best_metric, validation.maximize):
                     loop.best_metric, loop.best_step, loop.bad_epochs = value, step, 0
-                    host = runner.unreplicate(dstate)
-                    best = _to_host((host.params, host.model_state, host.ema_params))
-                    save(step, host, is_best=True)
+                    best_state = _to_host(evaluated)  # a copy: dstate's buffers are donated
+                    best = (best_state.params, best_state.model_state, best_state.ema_params)
+                    save(step, best_state, is_best=True)  # as evaluated: a resume returns it
                 else:
                     loop.bad_epochs += 1
-                if patience is not None and loop.bad_epochs >= patience:
+                if validation.patience is not None and loop.bad_epochs >= validation.patience:
                     stop_reason = "early_stopping"
             loop.history.append(record)
-            if progress and main:
-                tqdm.write(_summary(record, epochs))
-            if log is not None:
-                log.flush_tables()
-            if checkpoint_every is not None and step % checkpoint_every == 0:
+            for hook in all_hooks:
+                hook.on_epoch(record)
+            if checkpointing.every is not None and step % checkpointing.every == 0:
                 save(step, runner.unreplicate(dstate))
                 last_saved = step
         stop_reason = stop_reason or ("epochs" if step == epochs * spe else "max_steps")
@@ -438,14 +419,12 @@ def fit(
         if checkpoints is not None:
             checkpoints.wait()
             checkpoints.close()
-        if log is not None:
-            log.flush_tables()
-            log.plot(monitor)
-            log.close()
+        for hook in all_hooks:
+            hook.on_end()
 
     last_state = _to_device(last_host)
     result_state = last_state
-    if validate and restore_best and best is not None:
+    if validation is not None and validation.restore_best and best is not None:
         params, model_state, ema_params = _to_device(best)
         result_state = last_state._replace(params=params, model_state=model_state,
                                            ema_params=ema_params)
@@ -453,19 +432,78 @@ def fit(
                      stop_reason, workdir)
 
 
+def _check_fit_arguments(epochs, max_steps, max_nonfinite_streak, validation, workdir,
+                         checkpointing, logging, parallel, hooks) -> None:
+    for name, value, cls in (("validation", validation, Validation),
+                             ("checkpointing", checkpointing, Checkpointing),
+                             ("logging", logging, Logging), ("parallel", parallel, Parallel)):
+        if not (isinstance(value, cls) or (value is None and cls is Validation)):
+            raise TypeError(f"fit: {name} must be a jflows.train.{cls.__name__}, got "
+                            f"{type(value).__name__}.")
+    _positive_int("fit", "epochs", epochs)
+    _positive_int("fit", "max_steps", max_steps, optional=True)
+    _positive_int("fit", "max_nonfinite_streak", max_nonfinite_streak)
+    for hook in hooks:
+        if not isinstance(hook, Hook):
+            raise TypeError(f"fit: hooks must be jflows.train.Hook objects, got "
+                            f"{type(hook).__name__}.")
+    if workdir is None and (checkpointing.resume or checkpointing.overwrite
+                            or checkpointing.every is not None):
+        raise ValueError("fit: Checkpointing(resume/overwrite/every) needs the workdir the "
+                         "checkpoints go in; got workdir=None.")
+
+
+def _eval_metric_names(eval_step, host_state, valid_pass) -> list[str]:
+    """The eval step's metric names, from its shapes on the first validation batch (no
+    computation), so a wrong ``monitor`` fails before training rather than after an epoch."""
+    first = next(iter(valid_pass()), None)
+    if first is None:
+        raise ValueError("fit: the validation data gave no batches.")
+    return sorted(jax.eval_shape(eval_step, host_state, first, 0))
+
+
+def _prepare_workdir(checkpoints: Checkpoints, workdir: Path, checkpointing: Checkpointing):
+    """Start over (``overwrite``), or refuse to write into another run's workdir."""
+    if checkpointing.overwrite:
+        checkpoints.delete_all()
+        for name in MetricsLog.FILES:
+            path = workdir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    elif not checkpointing.resume and (checkpoints.latest_steps() or checkpoints.best_steps()):
+        raise ValueError(f"fit: {checkpoints.directory} already holds checkpoints; pass "
+                         "Checkpointing(resume=True) to continue that run, "
+                         "Checkpointing(overwrite=True) to delete it and start over, or use a "
+                         "new workdir.")
+
+
+def _improves(value: float, best: float | None, maximize: bool) -> bool:
+    """A finite value better than the best so far (a non-finite one never is)."""
+    if not math.isfinite(value):
+        return False
+    if best is None or not math.isfinite(best):
+        return True
+    return value > best if maximize else value < best
+
+
 def _fold_window(pending, names, runner, loop, streak, limit, step):
     """Fetch a window's per-step metrics; add them to the epoch sums; follow the streak.
 
-    Returns the window's train record (means over its finite steps), the streak after it,
-    and the step at which the streak reached ``limit`` (None if it did not).
+    Returns the window's train record (means over its finite steps, and ``skipped_<name>``
+    means over its skipped ones), the streak after it, and the step at which the streak
+    reached ``limit`` (None if it did not).
     """
     values = [runner.unreplicate(packed) for packed, _ in pending]
     skipped_column = names.index("skipped")
     sums, examples, streak_end = {}, 0.0, None
+    skipped_rows = []
     first = step - len(pending) + 1
     for offset, (row, (_, rows)) in enumerate(zip(values, pending, strict=True)):
         if row[skipped_column] > 0:
             loop.epoch_skipped += 1
+            skipped_rows.append(row)
             streak += 1
             if streak >= limit and streak_end is None:
                 streak_end = first + offset
@@ -478,7 +516,11 @@ def _fold_window(pending, names, runner, loop, streak, limit, step):
         loop.epoch_sums[name] = loop.epoch_sums.get(name, 0.0) + value
     loop.epoch_examples += examples
     record = {name: value / examples for name, value in sums.items() if name != "skipped"}
-    record["skipped_steps"] = sum(1 for row in values if row[skipped_column] > 0)
+    record["skipped_steps"] = len(skipped_rows)
+    if skipped_rows:
+        means = np.mean(skipped_rows, axis=0)
+        record.update({f"skipped_{name}": float(value)
+                       for name, value in zip(names, means, strict=True) if name != "skipped"})
     return record, streak, streak_end
 
 
@@ -489,14 +531,6 @@ def _close_epoch(loop: _LoopState, epoch: int, step: int) -> dict:
     train["skipped_steps"] = loop.epoch_skipped
     loop.epoch_sums, loop.epoch_examples, loop.epoch_skipped = {}, 0.0, 0
     return {"epoch": epoch, "step": step, "train": train}
-
-
-def _summary(record: dict, epochs: int) -> str:
-    parts = [f"epoch {record['epoch'] + 1}/{epochs} (step {record['step']})"]
-    for split in ("train", "validation"):
-        for name, value in sorted(record.get(split, {}).items()):
-            parts.append(f"{split} {name} {value:.5g}")
-    return ", ".join(parts)
 
 
 def _non_finite_error(runner, dstate, step, limit, checkpoints, last_saved):

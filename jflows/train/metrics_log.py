@@ -40,18 +40,23 @@ def _tensorboard_writer(directory: Path):
 class MetricsLog:
     """Records of one run under ``workdir``; see the module docstring."""
 
+    FILES = ("metrics.jsonl", "metrics.csv", "learning_curve.png", "tensorboard")
+    """What it writes under ``workdir`` (``fit``'s ``Checkpointing(overwrite=True)`` deletes
+    these and the checkpoints, nothing else)."""
+
     def __init__(self, workdir, *, tensorboard: bool = True):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.jsonl_path = self.workdir / "metrics.jsonl"
-        self.csv_path = self.workdir / "metrics.csv"
-        self.plot_path = self.workdir / "learning_curve.png"
+        jsonl, csv_name, plot, _ = self.FILES
+        self.jsonl_path = self.workdir / jsonl
+        self.csv_path = self.workdir / csv_name
+        self.plot_path = self.workdir / plot
         self.records: list[dict] = []
         if self.jsonl_path.exists():
             with self.jsonl_path.open() as f:
                 self.records = [json.loads(line) for line in f if line.strip()]
         self._file = self.jsonl_path.open("a")
-        self._tensorboard = (_tensorboard_writer(self.workdir / "tensorboard")
+        self._tensorboard = (_tensorboard_writer(self.workdir / self.FILES[3])
                              if tensorboard else None)
 
     def keep_until(self, step: int) -> None:

@@ -1,28 +1,43 @@
-"""Run a per-device step data-parallel: ``jax.pmap`` or ``shard_map`` over a ``Mesh``.
+"""Run a per-device step data-parallel: ``jax.jit`` with shardings, ``shard_map`` or ``pmap``.
 
-:func:`data_parallel` wraps a per-device function ``fn(state, batch, *args)`` (written with
-collectives over :data:`~jflows.train.step.DATA_AXIS`, e.g. from
-:func:`~jflows.train.make_train_step`) into a :class:`DataParallel` runner that
+:func:`data_parallel` wraps a step ``fn(state, batch, *args)`` (e.g. from
+:func:`~jflows.train.make_train_step`, whose collectives over
+:data:`~jflows.train.step.DATA_AXIS` run only where that axis is bound) into a
+:class:`DataParallel` runner that
 
 * keeps ``state`` **replicated** on every device and splits the **global batch** along its
   leading axis, one equal shard per device, over all devices of all processes;
 * passes any further ``args`` to every device unchanged;
-* returns the outputs replicated (they are ``pmean``-ed inside, so every copy is equal);
+* returns the outputs replicated (every copy is equal);
 * donates the state's buffers (``donate_state=True``) so the updated state reuses them and
   device memory does not double.
 
-The two modes run the *same* per-device code with the same semantics:
+The three modes compute the same global-batch quantities:
 
-* ``"pmap"``: ``jax.pmap(fn, axis_name)``; the state carries a leading device axis.
-* ``"shard_map"``: ``jax.jit(shard_map(fn, mesh, in_specs=(P(), P(axis)), out_specs=P()))``
-  over a 1-D ``Mesh`` of the devices; the state is one replicated global array per leaf.
-  Replication is not checked (``check_vma=False``, as ``pmap`` itself does on JAX >= 0.8),
-  so gradients of replicated params are per-device values that the step averages with
-  ``pmean`` explicitly, exactly as under ``pmap``.
+* ``"jit"`` (the default): ``jax.jit(fn)`` with the batch placed by
+  ``NamedSharding(mesh, P(axis))`` and the state by ``NamedSharding(mesh, P())`` over a
+  1-D ``Mesh`` of the devices. ``fn`` sees the *global* batch (no named axis is bound, so
+  the step's ``pmean``-s are skipped) and XLA's partitioner inserts the reductions: the
+  gradient of the global mean loss and batch-norm statistics of the global batch come out
+  directly. On one device this is a plain ``jit`` with no collectives. It also
+  differentiates through code that ``shard_map`` cannot (diffrax's default
+  ``RecursiveCheckpointAdjoint``, diffrax issue #765).
+* ``"shard_map"``: ``jax.jit(shard_map(fn, mesh, in_specs=(P(), P(axis)), out_specs=P()))``:
+  ``fn`` runs per device on its shard with the axis bound and averages with ``pmean``
+  explicitly. Replication is not checked (``check_vma=False``, as ``pmap`` itself does on
+  JAX >= 0.8).
+* ``"pmap"``: ``jax.pmap(fn, axis_name)``, per-device code as under ``shard_map``; the
+  state carries a leading device axis. Kept for compatibility (``pmap`` is in
+  maintenance mode upstream).
 
-``mode=None`` picks :data:`DEFAULT_MODE`, the faster of the two measured on this JAX
-(BENCHMARKS.md, "Training": on JAX 0.10.2, ``pmap`` is itself implemented as ``jit`` of
-``shard_map`` plus per-call Python work, and ``shard_map`` was faster at 1 and 8 devices).
+Per-device and global computations agree for equal shards: the mean of per-device means
+is the global mean (tests/train/test_parallel.py compares all three modes on 1 and 8
+devices with one device on the global batch). Stochastic losses differ between modes:
+per-device code folds the device index into each device's key, the global step draws the
+whole batch's noise from one key (the same numbers on any number of devices).
+
+``mode=None`` picks :data:`DEFAULT_MODE` (``"jit"``; the modes' steps/s are in
+BENCHMARKS.md, "Training").
 
 **Multi-host.** After :func:`initialize_distributed` (``jax.distributed.initialize``) every
 process runs the same program; each passes only *its own* part of the global batch (what
@@ -56,9 +71,9 @@ from jax.sharding import PartitionSpec as P
 from jflows.data import split_for_devices
 from jflows.train.step import DATA_AXIS
 
-MODES = ("pmap", "shard_map")
-DEFAULT_MODE = "shard_map"
-"""The mode ``data_parallel(mode=None)`` uses: the faster one measured on this JAX."""
+MODES = ("jit", "shard_map", "pmap")
+DEFAULT_MODE = "jit"
+"""The mode ``data_parallel(mode=None)`` uses: global-batch ``jit`` with shardings."""
 
 
 def _shard_map(fn, *, mesh, in_specs, out_specs):
@@ -89,7 +104,7 @@ class DataParallel:
     """A per-device function run data-parallel; build it with :func:`data_parallel`.
 
     Attributes:
-      mode: ``"pmap"`` or ``"shard_map"``.
+      mode: ``"jit"``, ``"shard_map"`` or ``"pmap"``.
       devices: every participating device, over all processes.
       local_devices: this process's devices among them.
       batch_sharding: where :meth:`prepare`-d host batches go (for
@@ -133,6 +148,11 @@ class DataParallel:
         if self.mode == "pmap":
             return jax.pmap(self.fn, self.axis_name, in_axes=(0, 0) + (None,) * num_args,
                             devices=self.devices, donate_argnums=donate)
+        if self.mode == "jit":
+            return jax.jit(self.fn, donate_argnums=donate,
+                           in_shardings=(self._replicated, self.batch_sharding)
+                           + (self._replicated,) * num_args,
+                           out_shardings=self._replicated)
         mapped = _shard_map(self.fn, mesh=self.mesh,
                             in_specs=(P(), P(self.axis_name)) + (P(),) * num_args,
                             out_specs=P())
@@ -215,8 +235,9 @@ def data_parallel(fn: Callable, mode: str | None = None, devices: Sequence | Non
     """Run the per-device ``fn(state, batch, *args)`` over ``devices`` (default: all).
 
     Args:
-      fn: per-device function with collectives over ``axis_name``.
-      mode: ``"pmap"``, ``"shard_map"`` or None (:data:`DEFAULT_MODE`).
+      fn: the step; under ``"shard_map"`` / ``"pmap"`` it runs per device with
+        ``axis_name`` bound, under ``"jit"`` on the global batch with no axis bound.
+      mode: ``"jit"``, ``"shard_map"``, ``"pmap"`` or None (:data:`DEFAULT_MODE`).
       devices: the devices of every process to run on; default ``jax.devices()``.
       axis_name: the name ``fn``'s collectives use.
       donate_state: donate the state argument's buffers (for train steps; turn off for

@@ -10,6 +10,9 @@
 * ``opt_state``: the optax state,
 * ``ema_params``: the exponential moving average of ``params`` (Polyak averaging),
   ``None`` when no EMA is kept,
+* ``ema_decay``: the EMA's decay (a float32 scalar), ``None`` when no EMA is kept. The EMA
+  is configured here and only here: the step reads the decay from the state, so an EMA
+  cannot be half-configured (kept but never updated),
 * ``key``: the raw ``uint32`` data of the run's PRNG key. Steps never advance it: step ``t``
   uses ``fold_in(key, t)``, so the randomness of any step is a function of ``(key, t)``
   and a resumed run draws exactly what an uninterrupted one did,
@@ -17,7 +20,8 @@
 * ``nonfinite_streak``: how many of the most recent steps in a row were skipped.
 
 The optimizer itself (pure functions) is not part of the state; pass the same optax
-transformation to :func:`TrainState.create` and :func:`jflows.train.make_train_step`.
+transformation to :func:`TrainState.create` and :func:`jflows.train.make_train_step` (the
+step refuses an optimizer whose state has another structure than ``opt_state``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class TrainState(NamedTuple):
     model_state: Any
     opt_state: Any
     ema_params: Any
+    ema_decay: jax.Array | None
     key: jax.Array
     nonfinite_steps: jax.Array
     nonfinite_streak: jax.Array
@@ -62,6 +67,7 @@ class TrainState(NamedTuple):
             model_state=jax.tree.map(jnp.asarray, model_state),
             opt_state=optimizer.init(params),
             ema_params=None if ema_decay is None else params,
+            ema_decay=None if ema_decay is None else jnp.asarray(ema_decay, jnp.float32),
             key=raw_key_data(key),
             nonfinite_steps=jnp.zeros((), jnp.int32),
             nonfinite_streak=jnp.zeros((), jnp.int32),

@@ -1,12 +1,15 @@
 """FFJORD under jflows.train: the loss reads the penalty and the solve metrics from the
 info of ``log_prob_and_state``; a failed solve skips the step and the metrics say why.
 
-The data-parallel step (shard_map), adjoint by adjoint, is slow: each case compiles a
-training step. ``RecursiveCheckpointAdjoint`` is expected to
+``fit``'s default mode (``jit`` on the global batch) trains FFJORD with diffrax's default
+``RecursiveCheckpointAdjoint``. The per-device ``shard_map`` step, adjoint by adjoint, is
+slow: each case compiles a training step. ``RecursiveCheckpointAdjoint`` is expected to
 fail inside ``shard_map`` on JAX 0.10 / equinox 0.13 (diffrax issue #765); the strict
-xfail turns into a failure when an upstream fix lands, so the documentation that
-recommends ``BacksolveAdjoint`` under ``jflows.train`` gets revisited.
+xfail turns into a failure when an upstream fix lands, so the documentation that says
+so gets revisited.
 """
+
+import json
 
 import diffrax
 import jax
@@ -59,6 +62,27 @@ def test_a_failed_solve_skips_the_step_and_the_metrics_say_why():
     assert int(metrics["failure_code"]) == result_code(diffrax.RESULTS.max_steps_reached)
     same = jax.tree_util.tree_map(jnp.array_equal, new_state.params, train_state.params)
     assert all(jax.tree_util.tree_leaves(same))
+
+
+def test_fit_trains_ffjord_with_the_default_adjoint_and_keeps_failed_solve_metrics(tmp_path):
+    """Default mode, default adjoint (RecursiveCheckpointAdjoint): two finite steps. Then a
+    run whose solves all fail: the steps are skipped and the window record keeps their
+    failed_solves (as skipped_failed_solves) instead of dropping them."""
+    train_state, loss_fn, optimizer = training_setup()
+    result = jt.fit(train_state, jt.make_train_step(loss_fn, optimizer), [BATCH, BATCH],
+                    epochs=1, logging=jt.Logging(progress=False))
+    assert int(result.state.step) == 2 and int(result.state.nonfinite_steps) == 0
+    assert np.isfinite(result.history[0]["train"]["loss"])
+    assert result.history[0]["train"]["failed_solves"] == 0
+
+    failing_state, failing_loss, failing_tx = training_setup(max_steps=2)
+    failed = jt.fit(failing_state, jt.make_train_step(failing_loss, failing_tx), [BATCH] * 2,
+                    epochs=1, workdir=tmp_path, logging=jt.Logging(progress=False))
+    assert int(failed.state.nonfinite_steps) == 2
+    window = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+              if r["split"] == "train"][0]
+    assert window["skipped_steps"] == 2 and window["skipped_failed_solves"] == 1.0
+    assert window["skipped_failure_code"] == result_code(diffrax.RESULTS.max_steps_reached)
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@
 ``python -m tests.train.multihost_child PORT PROCESS_ID WORKDIR OUT.npz``: joins a
 2-process run on 127.0.0.1:PORT, trains the batch-norm flow with ``fit`` on a
 ``BatchIterator`` that gives this process its half of every global batch (checkpoints and
-a ragged validation set included), under ``pmap`` and under ``shard_map``, and process 0
+a ragged validation set included), under every mode of ``jt.MODES``, and process 0
 also trains the plain-jit reference on the whole global batches. Saves both results to OUT.npz.
 """
 
@@ -28,12 +28,14 @@ def main(port, process_id, workdir, out):
     valid = models.data(90, seed=4)
     valid_batches = [{"x": valid["x"][i:i + 32][process_id::2]} for i in range(0, 90, 32)]
     arrays = {}
-    for mode in ("pmap", "shard_map"):
+    for mode in jt.MODES:
         result = jt.fit(models.initial_state(flow),
                         jt.make_train_step(models.make_loss_fn(flow), models.optimizer()),
-                        train, epochs=2, eval_step=jt.make_eval_step(models.make_eval_fn(flow)),
-                        validation_data=valid_batches, workdir=f"{workdir}/{mode}",
-                        checkpoint_every=4, progress=False, mode=mode)
+                        train, epochs=2,
+                        validation=jt.Validation(jt.make_eval_step(models.make_eval_fn(flow)),
+                                                 valid_batches),
+                        workdir=f"{workdir}/{mode}", checkpointing=jt.Checkpointing(every=4),
+                        logging=jt.Logging(progress=False), parallel=jt.Parallel(mode=mode))
         arrays.update({f"{mode}{jax.tree_util.keystr(p)}": np.asarray(leaf) for p, leaf in
                        jax.tree_util.tree_leaves_with_path((result.last_state.params,
                                                             result.last_state.model_state))})

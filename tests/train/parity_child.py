@@ -3,7 +3,8 @@
 Run as ``python -m tests.train.parity_child OUT.npz`` with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=8``. Saves, for the plain-jit reference
 (``axis_name=None`` model on the whole global batch) and for every (mode, device count),
-the params and model state after 20 steps, whether all device replicas were identical,
+the params and model state after 20 steps (every mode of ``jt.MODES``), whether all
+device replicas were identical,
 the validation loss that ``fit`` computes on 8 devices with a ragged last batch next to
 the direct mean over the whole validation set, and ``fit`` with a ragged last training
 batch (61 rows: trimmed to 56 with a warning) next to ``fit`` given the 56 rows.
@@ -51,7 +52,7 @@ def main(out):
 
     flow = models.make_flow()
     step = jt.make_train_step(models.make_loss_fn(flow), models.optimizer())
-    for mode in ("pmap", "shard_map"):
+    for mode in jt.MODES:
         for n in (1, 8):
             runner = jt.data_parallel(step, mode, jax.devices()[:n])
             dstate = runner.replicate(models.initial_state(flow))
@@ -65,8 +66,9 @@ def main(out):
     valid = models.data(203, seed=7)
     valid_batches = [{"x": valid["x"][i:i + GLOBAL_BATCH]} for i in range(0, 203, GLOBAL_BATCH)]
     fitted = jt.fit(models.initial_state(flow), step, train[:4], epochs=1,
-                    eval_step=jt.make_eval_step(models.make_eval_fn(flow)),
-                    validation_data=valid_batches, progress=False, prefetch=0)
+                    validation=jt.Validation(jt.make_eval_step(models.make_eval_fn(flow)),
+                                             valid_batches),
+                    logging=jt.Logging(progress=False), parallel=jt.Parallel(prefetch=0))
     log_prob = flow_ref.log_prob(fitted.state.params, fitted.state.model_state, valid["x"])
     results["fit/validation_loss"] = np.array(fitted.history[-1]["validation"]["loss"])
     results["fit/direct_loss"] = np.asarray(-log_prob.mean(), np.float64)
@@ -75,12 +77,14 @@ def main(out):
     ragged = train[:2] + [{"x": train[2]["x"][:61]}]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trimmed = jt.fit(models.initial_state(flow), step, ragged, epochs=1, progress=False)
+        trimmed = jt.fit(models.initial_state(flow), step, ragged, epochs=1,
+                         logging=jt.Logging(progress=False))
     results["trim/warnings"] = np.array([str(w.message) for w in caught
                                          if "left out" in str(w.message)])
     results["trim/steps"] = np.asarray(trimmed.last_state.step)
     by_hand = train[:2] + [{"x": train[2]["x"][:56]}]
-    expected = jt.fit(models.initial_state(flow), step, by_hand, epochs=1, progress=False)
+    expected = jt.fit(models.initial_state(flow), step, by_hand, epochs=1,
+                      logging=jt.Logging(progress=False))
     results.update(flat(trimmed.last_state.params, "trim/fit"))
     results.update(flat(expected.last_state.params, "trim/by_hand"))
     np.savez(out, **results)

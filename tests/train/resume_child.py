@@ -35,11 +35,12 @@ def main():
     flow = models.make_flow()
     result = jt.fit(
         models.initial_state(flow, ema_decay=0.9),
-        jt.make_train_step(models.make_loss_fn(flow), models.optimizer(), ema_decay=0.9),
+        jt.make_train_step(models.make_loss_fn(flow), models.optimizer()),
         batches_from, steps_per_epoch=train.steps_per_epoch, epochs=4,
-        eval_step=jt.make_eval_step(models.make_eval_fn(flow)),
-        validation_data=[models.data(40, seed=9)], workdir=args.workdir, checkpoint_every=5,
-        log_every=5, progress=False, resume=args.resume)
+        validation=jt.Validation(jt.make_eval_step(models.make_eval_fn(flow)),
+                                 [models.data(40, seed=9)]),
+        workdir=args.workdir, checkpointing=jt.Checkpointing(every=5, resume=args.resume),
+        logging=jt.Logging(every=5, progress=False))
     arrays = {f"{name}{jax.tree_util.keystr(path)}": np.asarray(leaf)
               for name, state in (("best", result.state), ("last", result.last_state))
               for path, leaf in jax.tree_util.tree_leaves_with_path(state)}

@@ -1,5 +1,5 @@
 """Two processes on 127.0.0.1 (CPU collectives over gloo), two devices each, train as one
-4-device run under pmap and under shard_map: the same params as one device on the whole
+4-device run under jit (sharded), shard_map and pmap: the same params as one device on the whole
 global batch, checkpoints written together."""
 
 import socket
@@ -36,7 +36,7 @@ def test_two_processes_train_like_one_device_on_the_global_batch(tmp_path):
     first, second = np.load(tmp_path / "out0.npz"), np.load(tmp_path / "out1.npz")
     names = [k[len("reference"):] for k in first if k.startswith("reference")]
     assert any("mean" in n for n in names)
-    for mode in ("pmap", "shard_map"):
+    for mode in ("jit", "shard_map", "pmap"):
         for name in names:
             np.testing.assert_array_equal(first[f"{mode}{name}"], second[f"{mode}{name}"])
             np.testing.assert_allclose(first[f"{mode}{name}"], first[f"reference{name}"],

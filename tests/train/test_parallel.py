@@ -1,4 +1,5 @@
-"""1 vs 8 fake CPU devices under pmap and shard_map: same params after 20 steps."""
+"""1 vs 8 fake CPU devices under jit (sharded), shard_map and pmap: same params after 20
+steps as one device on the global batch."""
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ def parity(tmp_path_factory):
     return dict(np.load(out))
 
 
-@pytest.mark.parametrize("mode", ["pmap", "shard_map"])
+@pytest.mark.parametrize("mode", ["jit", "shard_map", "pmap"])
 @pytest.mark.parametrize("devices", [1, 8])
 def test_data_parallel_training_matches_one_device_on_the_global_batch(parity, mode, devices):
     names = [k[len("reference"):] for k in parity if k.startswith("reference")]
@@ -23,7 +24,7 @@ def test_data_parallel_training_matches_one_device_on_the_global_batch(parity, m
                                    rtol=2e-4, atol=2e-5, err_msg=name)
 
 
-@pytest.mark.parametrize("mode", ["pmap", "shard_map"])
+@pytest.mark.parametrize("mode", ["jit", "shard_map", "pmap"])
 def test_params_model_state_and_metrics_stay_identical_on_every_device(parity, mode):
     assert parity[f"identical/{mode}/8"]
 

@@ -1,4 +1,4 @@
-"""The pure per-device steps on one device (axis_name=None, plain jit): update, EMA, guard."""
+"""The pure steps under a plain jit (no axis bound): update, EMA, guard, refusals."""
 
 import jax
 import jax.numpy as jnp
@@ -13,9 +13,8 @@ FLOW = models.make_flow(axis_name=None)
 LOSS_FN = models.make_loss_fn(FLOW)
 
 
-def step_fn(ema_decay=None, tx=None):
-    return jax.jit(jt.make_train_step(LOSS_FN, tx or models.optimizer(), ema_decay=ema_decay,
-                                      axis_name=None))
+def step_fn(tx=None):
+    return jax.jit(jt.make_train_step(LOSS_FN, tx or models.optimizer()))
 
 
 def test_train_step_applies_the_optax_update_of_the_loss_gradient():
@@ -49,7 +48,7 @@ def test_train_step_applies_the_optax_update_of_the_loss_gradient():
 
 def test_ema_follows_the_polyak_recursion():
     decay = 0.75
-    step = step_fn(ema_decay=decay)
+    step = step_fn()
     state = models.initial_state(FLOW, ema_decay=decay)
     expected = state.params
     for i in range(3):
@@ -60,7 +59,7 @@ def test_ema_follows_the_polyak_recursion():
 
 
 def test_a_nan_batch_is_skipped_counted_and_reported():
-    step = step_fn(ema_decay=0.5)
+    step = step_fn()
     state = models.initial_state(FLOW, ema_decay=0.5)
     state, _ = step(state, models.data(16))
     bad = models.data(16, seed=1)
@@ -154,13 +153,37 @@ def test_bad_loss_outputs_fail_at_trace_time_with_a_clear_message(bad_loss, mess
         jax.eval_shape(jt.make_train_step(bad_loss, tx, axis_name=None), state, {})
 
 
-def test_ema_decay_without_ema_state_and_bad_keys_are_refused():
-    tx = optax.sgd(0.1)
-    state = jt.TrainState.create(params={"w": jnp.zeros(2)}, optimizer=tx, key=jax.random.key(0))
-    step = jt.make_train_step(lambda p, s, b, k: (jnp.sum(p["w"]), (s, {})), tx, ema_decay=0.9,
-                              axis_name=None)
-    with pytest.raises(ValueError, match="TrainState.create"):
+def test_the_default_step_runs_under_a_plain_jit_with_the_global_batch_statistics():
+    """make_train_step's default axis_name is not bound under jit: no NameError, and the
+    batch-norm flow built for data parallelism gives the single-device step's result."""
+    parallel_flow = models.make_flow()  # axis_name=DATA_AXIS
+    step = jax.jit(jt.make_train_step(models.make_loss_fn(parallel_flow), models.optimizer()))
+    state = models.initial_state(parallel_flow)
+    batch = models.data(32)
+    new_state, metrics = step(state, batch)
+    expected, expected_metrics = step_fn()(models.initial_state(FLOW), batch)
+    jax.tree.map(np.testing.assert_array_equal, new_state, expected)
+    np.testing.assert_array_equal(metrics["loss"], expected_metrics["loss"])
+
+
+def test_an_optimizer_other_than_the_states_is_refused():
+    state = jt.TrainState.create(params={"w": jnp.zeros(2)}, optimizer=optax.adam(0.1),
+                                 key=jax.random.key(0))
+    step = jt.make_train_step(lambda p, s, b, k: (jnp.sum(p["w"]), (s, {})), optax.sgd(0.1))
+    with pytest.raises(ValueError, match="another optimizer"):
         jax.eval_shape(step, state, {})
+
+
+def test_ema_is_configured_once_in_the_state_and_bad_keys_are_refused():
+    tx = optax.sgd(0.1)
+    with pytest.raises(TypeError, match="ema_decay"):  # the step has no EMA option to half-set
+        jt.make_train_step(lambda p, s, b, k: (jnp.sum(p["w"]), (s, {})), tx, ema_decay=0.9)
+    with_ema = jt.TrainState.create(params={"w": jnp.zeros(2)}, optimizer=tx,
+                                    key=jax.random.key(0), ema_decay=0.5)
+    moved, _ = jax.jit(jt.make_train_step(lambda p, s, b, k: (-jnp.sum(p["w"]), (s, {})), tx))(
+        with_ema, {})
+    np.testing.assert_allclose(moved.params["w"], [0.1, 0.1])
+    np.testing.assert_allclose(moved.ema_params["w"], [0.05, 0.05])  # the EMA moves
     with pytest.raises(ValueError, match="expected a PRNG key"):
         jt.TrainState.create(params={}, optimizer=tx, key=jnp.zeros(3))
     with pytest.raises(ValueError, match="ema_decay must be in"):
