@@ -93,6 +93,7 @@ def maf_bijector(
     reverse_between_layers: bool = True,
     log_scale_bound: float | None = None,
     output_init_scale: float = 1e-2,
+    evaluation: str = "blocked",
     sampling: str = "auto",
     seed: int = 0,
 ) -> jb.Bijector:
@@ -101,8 +102,10 @@ def maf_bijector(
     Args:
       event_size: ``D``.
       num_layers: number of MADE-affine layers.
-      hidden_sizes, activation, cond_shape, hidden_degrees, output_init_scale: each MADE's
-        (see :class:`jflows.nets.MADE`; ``cond_shape=(C,)`` for a conditioning vector).
+      hidden_sizes, activation, cond_shape, hidden_degrees, output_init_scale, evaluation:
+        each MADE's (see :class:`jflows.nets.MADE`; ``cond_shape=(C,)`` for a conditioning
+        vector; ``evaluation="dense"`` for the masked dense product instead of the default
+        degree-blocked one).
       input_order: layer 0's MADE input order (see :class:`jflows.nets.MADE`); with
         ``'random'`` each layer draws its own.
       reverse_between_layers: reverse the order from each layer to the next (the paper's
@@ -140,6 +143,7 @@ def maf_bijector(
             cond_shape=cond_shape,
             seed=_layer_seed(seed, index),
             output_init_scale=output_init_scale,
+            evaluation=evaluation,
         )
         parts = {"made": jb.masked_autoregressive(made, log_scale_bound=log_scale_bound,
                                                   sampling=sampling)}

@@ -21,7 +21,9 @@ needs one column block of the output weights:
 padding (below), instead of ``D`` passes.
 
 Static shapes: hidden units are sorted by degree once (a permutation of units changes
-nothing), so the units of degree ``k`` are a contiguous range ``[start_k, start_k + n_k)``.
+nothing; the sort and the prefix counts are shared with the blocked density evaluation,
+:mod:`jflows.nets.made_blocked`), so the units of degree ``k`` are a contiguous range
+``[start_k, start_k + n_k)``.
 Every step computes a window of the fixed size ``B = max_k n_k`` starting at ``start_k``;
 the ``B - n_k`` extra units belong to later degrees and get values from incomplete inputs,
 but they are finite, every weight that could carry them to an earlier-degree unit or
@@ -60,6 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jflows.nets.made import MADE
+from jflows.nets.made_blocked import degree_sort, units_below
 
 # The steps are split into this many chunks, each with its own static matmul widths.
 NUM_CHUNKS = 8
@@ -74,9 +77,8 @@ class _LayerBlocks(NamedTuple):
 
 
 def _layer_blocks(degrees: np.ndarray, event_size: int) -> _LayerBlocks:
-    order = np.argsort(degrees, kind="stable")
-    sorted_degrees = degrees[order]
-    starts = np.searchsorted(sorted_degrees, np.arange(event_size), side="left")
+    order = degree_sort(degrees)
+    starts = units_below(degrees[order], np.arange(event_size))
     width = max(int(np.max(np.bincount(degrees, minlength=event_size))), 1)
     return _LayerBlocks(order, starts.astype(np.int32), width)
 
