@@ -1,7 +1,7 @@
 """PixelCNN++ speed: training images/s and sampling time, jflows vs the PyTorch reference.
 
     python -m benchmarks.pixelcnn                                  # jflows only
-    python -m benchmarks.pixelcnn --torch-python /work/venv-torch/bin/python \\
+    python -m benchmarks.pixelcnn --torch-python <a venv with torch>/bin/python \\
         --torch-ref /tmp/pixel-cnn-pp                              # + pclucas14/pixel-cnn-pp
     python -m benchmarks.pixelcnn --configs cifar10_paper          # one paper-scale step
 
@@ -91,7 +91,7 @@ def bench_sampling(model, params, sample_batches, num_row_buckets, repeats):
 
 def bench_sample_end_to_end(model, params, state, n, num_row_buckets):
     start = time.perf_counter()
-    jax.block_until_ready(model.sample(params, state, jax.random.key(0), n,
+    jax.block_until_ready(model.sample(params, state, jax.random.key(0), n, method="banded",
                                        num_row_buckets=num_row_buckets))
     return time.perf_counter() - start  # includes compilation
 

@@ -10,7 +10,7 @@ import dataclasses
 
 from experiments.pixelcnn_quickdraw.pipeline import PixelCNNConfig
 
-DATA_PATH = "/work/shared/data/mnist/mnist.npz"
+DATA_PATH = None  # jflows.data downloads and caches MNIST; --data for a local file
 OUT_DIR = "runs/pixelcnn_mnist"
 
 FULL = PixelCNNConfig(num_resnet=5, num_hierarchies=3, num_filters=128, num_logistic_mix=5,
@@ -20,6 +20,5 @@ CPU = dataclasses.replace(FULL, num_resnet=2, num_filters=32, batch_size=16, epo
                           samples_per_class=4)
 SMOKE = dataclasses.replace(FULL, num_resnet=0, num_hierarchies=2, num_filters=8,
                             num_logistic_mix=2, batch_size=8, epochs=1, max_steps=2,
-                            max_train_examples=64, max_test_examples=16, samples_per_class=1,
-                            num_row_buckets=2)
+                            max_train_examples=64, max_test_examples=16, samples_per_class=1)
 CONFIGS = {"full": FULL, "cpu": CPU, "smoke": SMOKE}

@@ -38,8 +38,9 @@ def main(cfg: PixelCNNConfig, *, out_dir, data_path,
         }
         n = vcfg.samples_per_class
         labels = np.repeat(np.arange(10), n)  # conditional: n per digit; else 10 n draws
-        samples = sample_images(model, state.ema_params, state.model_state, vcfg, labels,
-                                jax.random.key(vcfg.seed + 1))
+        samples, results["sample_seconds"] = sample_images(
+            model, state.ema_params, state.model_state, vcfg, labels,
+            jax.random.key(vcfg.seed + 1))
         save_grid(samples, 10, vdir / "samples.png",
                   f"MNIST PixelCNN++ samples ({variant}"
                   + (", one digit per row)" if vcfg.conditional else ")"),

@@ -38,8 +38,9 @@ def main(cfg: PixelCNNConfig, *, out_dir, data_path, progress=True) -> dict:
     }
     n = cfg.samples_per_class
     labels = np.repeat(np.arange(len(classes)), n)
-    samples = sample_images(model, state.ema_params, state.model_state, cfg, labels,
-                            jax.random.key(cfg.seed + 1))
+    samples, results["sample_seconds"] = sample_images(
+        model, state.ema_params, state.model_state, cfg, labels, jax.random.key(cfg.seed + 1))
+    results["sample_method"] = cfg.sample_method
     for c, name in enumerate(classes):
         real = test["x"][test["label"] == c][:n]
         save_grid(np.concatenate([real, samples[c * n : (c + 1) * n]]), 2,

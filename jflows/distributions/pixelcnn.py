@@ -29,17 +29,18 @@ mass beyond its value, not a probability of the model. ``cond`` follows
 batch shape are one-hot encoded first (labels outside ``[0, num_classes)``: the same
 eager-only check). The batch shapes of images and cond broadcast.
 
-Sampling is autoregressive: one network pass per pixel (the channels of a pixel come from
-the same pass, coupled inside the mixture), run as ``lax.fori_loop`` s inside one compiled
-function. Because the network is causal, its output in rows ``< h`` is the same whether it
-sees the full image or only its top ``h`` rows, so rows are sampled in
-``num_row_buckets`` bands and each band runs the network on the image cropped to the
-band's last row: the cost falls from ``H * W`` full passes to about
-``(1 + 1/num_row_buckets) / 2`` of that (``num_row_buckets=1`` is the plain baseline; each
-band is one more compiled network shape). Each pixel's randomness is
-``fold_in(key, pixel_index)``, so a key gives the same images for every band setting, up to
-float rounding of the differently shaped convolutions. Caching the activations between
-steps (Fast PixelCNN++, Ramachandran et al. 2017) is not implemented.
+Sampling is autoregressive, one pixel at a time in raster order (the channels of a pixel
+come from the same mixture parameters, coupled inside the mixture), inside one compiled
+function; each pixel's randomness is ``fold_in(key, pixel_index)``, so every method draws
+the same images for a key, up to float rounding of differently shaped operations.
+``method="cached"`` (the default) keeps each layer's last rows of activations and computes
+only the new pixel's activations per step (Fast PixelCNN++, Ramachandran et al. 2017; see
+:mod:`jflows.nets.pixelcnn_cached`). ``method="naive"`` runs the whole network once per
+pixel (the reference). ``method="banded"`` uses that the network is causal, so its output
+in rows ``< h`` is the same whether it sees the full image or only its top ``h`` rows: rows
+are sampled in ``num_row_buckets`` bands (default 4) and each band runs the network on the
+image cropped to the band's last row, about ``(1 + 1/num_row_buckets) / 2`` of the naive
+cost (each band is one more compiled network shape).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ from jflows.distributions.base import (
     model_dtype,
 )
 from jflows.nets.logistic_mixture_layout import NUM_VALUES
+from jflows.nets.pixelcnn_cached import sample_cached
 from jflows.nets.pixelcnnpp import PixelCNNNetwork, concrete_values, one_hot_labels
 
 
@@ -85,9 +87,11 @@ class PixelCNN(NamedTuple):
       the batch shape; no dropout.
     * ``log_prob_and_state(params, state, images, *, cond=None, train=True, key=None)
       -> (log_prob, state, ())``: ``train=True`` applies dropout drawn from ``key``.
-    * ``sample(params, state, key, sample_shape=(), *, cond=None, num_row_buckets=4)``:
-      int32 images ``batch_shape + image_shape``, ``batch_shape`` the broadcast of
-      ``sample_shape`` and cond's batch shape; ``sample_and_log_prob`` likewise.
+    * ``sample(params, state, key, sample_shape=(), *, cond=None, method="cached",
+      num_row_buckets=None)``: int32 images ``batch_shape + image_shape``, ``batch_shape``
+      the broadcast of ``sample_shape`` and cond's batch shape; ``method`` one of
+      :data:`SAMPLING_METHODS` (``num_row_buckets`` only with ``"banded"``);
+      ``sample_and_log_prob`` likewise.
     * ``bits_per_dim(params, state, images, *, cond=None, train=False, key=None)``:
       ``-log_prob / (H W C ln 2)`` (:func:`jflows.units.bits_per_dim`).
     * ``network``: the :class:`~jflows.nets.pixelcnnpp.PixelCNNNetwork`, for direct
@@ -114,6 +118,29 @@ def row_bands(height: int, num_row_buckets: int) -> list[tuple[int, int]]:
         raise ValueError(f"num_row_buckets must be >= 1, got {num_row_buckets}.")
     stops = sorted({math.ceil(height * b / num_row_buckets) for b in range(1, num_row_buckets + 1)})
     return list(zip([0, *stops[:-1]], stops, strict=True))
+
+
+SAMPLING_METHODS = ("cached", "banded", "naive")
+"""``sample``'s methods: cached activations (default), row bands of network passes, and one
+full network pass per pixel (the reference)."""
+
+
+def sampling_bands(method: str, num_row_buckets: int | None, name: str) -> int | None:
+    """The number of row bands of ``method`` (``None`` for ``'cached'``), checked.
+
+    ``num_row_buckets`` goes with ``method='banded'`` only (default 4); ``'naive'`` is one
+    band.
+    """
+    if method not in SAMPLING_METHODS:
+        raise ValueError(f"{name}: method must be one of {SAMPLING_METHODS}, got {method!r}.")
+    if method != "banded":
+        if num_row_buckets is not None:
+            raise ValueError(f"{name}: num_row_buckets goes with method='banded', got "
+                             f"num_row_buckets={num_row_buckets} with method={method!r}.")
+        return 1 if method == "naive" else None
+    num_row_buckets = 4 if num_row_buckets is None else num_row_buckets
+    row_bands(1, num_row_buckets)  # checks num_row_buckets >= 1
+    return num_row_buckets
 
 
 def check_pixels(images, image_shape: tuple[int, int, int], name: str) -> jax.Array:
@@ -253,9 +280,17 @@ def pixel_cnn(
         log_p = log_prob_and_state(params, state, images, cond=cond, train=train, key=key)[0]
         return units.bits_per_dim(log_p, num_dims)
 
-    def _sample_flat(params, key, n, cond, num_row_buckets):
+    def _draw_pixel(key):
+        def draw(raw, t):  # pixel t = r W + c from its mixture params (n, P)
+            return logistic_mixture.sample(raw[:, None, None], jax.random.fold_in(key, t),
+                                           image_shape[-1], num_logistic_mix)[:, 0, 0]
+        return draw
+
+    def _sample_passes(params, key, n, cond, num_row_buckets):
+        """One network pass per pixel, on the image cropped to the pixel's row band."""
         height, width, channels = image_shape
         images = jnp.zeros((n, *image_shape), jnp.int32)
+        draw = _draw_pixel(key)
         for start, stop in row_bands(height, num_row_buckets):
             # The same parameters serve any image height; only the shape check needs it.
             band_network = network.clone(image_shape=(stop, width, channels))
@@ -264,21 +299,24 @@ def pixel_cnn(
                 row, col = t // width, t % width
                 raw = band_network.apply({"params": params},
                                          _in_params_dtype(params, images[:, :stop]), cond)
-                raw_ij = jax.lax.dynamic_slice_in_dim(
-                    jax.lax.dynamic_slice_in_dim(raw, row, 1, axis=1), col, 1, axis=2)
-                pixel = logistic_mixture.sample(
-                    raw_ij, jax.random.fold_in(key, t), channels, num_logistic_mix)
-                return jax.lax.dynamic_update_slice(images, pixel, (0, row, col, 0))
+                pixel = draw(raw[:, row, col], t)
+                return jax.lax.dynamic_update_slice(images, pixel[:, None, None], (0, row, col, 0))
 
             images = jax.lax.fori_loop(start * width, stop * width, step, images)
         return images
 
-    _sample_jit = jax.jit(_sample_flat, static_argnums=(2, 4))
+    def _sample_flat(params, key, n, cond, method, num_row_buckets):
+        if method == "cached":
+            return sample_cached(network, params, cond, n, _draw_pixel(key))
+        return _sample_passes(params, key, n, cond, num_row_buckets)
 
-    def _draw(params, state, key, sample_shape, cond, num_row_buckets, name):
+    _sample_jit = jax.jit(_sample_flat, static_argnums=(2, 4, 5))
+
+    def _draw(params, state, key, sample_shape, cond, method, num_row_buckets, name):
         """``(images, cond)``: the samples and the cond broadcast to their batch shape."""
         check_params_and_state(expected, params, state, name)
         check_key(key, name)
+        num_row_buckets = sampling_bands(method, num_row_buckets, name)
         shape, cond = sample_batch_shape(sample_shape, one_hot_labels(cond, cond_shape, name),
                                          cond_shape, name)
         n = math.prod(shape)
@@ -286,16 +324,17 @@ def pixel_cnn(
         if cond is not None:
             cond = jnp.broadcast_to(cond, (*shape, *cond_shape))
             flat_cond = cond.reshape(n, *cond_shape)
-        images = _sample_jit(params, key, n, flat_cond, num_row_buckets)
+        images = _sample_jit(params, key, n, flat_cond, method, num_row_buckets)
         return images.reshape(*shape, *image_shape), cond
 
-    def sample(params, state, key, sample_shape=(), *, cond=None, num_row_buckets=4):
-        return _draw(params, state, key, sample_shape, cond, num_row_buckets,
+    def sample(params, state, key, sample_shape=(), *, cond=None, method="cached",
+               num_row_buckets=None):
+        return _draw(params, state, key, sample_shape, cond, method, num_row_buckets,
                      "pixel_cnn.sample")[0]
 
     def sample_and_log_prob(params, state, key, sample_shape=(), *, cond=None,
-                            num_row_buckets=4):
-        images, cond = _draw(params, state, key, sample_shape, cond, num_row_buckets,
+                            method="cached", num_row_buckets=None):
+        images, cond = _draw(params, state, key, sample_shape, cond, method, num_row_buckets,
                              "pixel_cnn.sample_and_log_prob")
         return images, log_prob_from(log_prob_and_state)(params, state, images, cond=cond)
 

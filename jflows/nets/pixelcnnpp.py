@@ -45,6 +45,11 @@ Parameter names follow TFP's ``tfd.PixelCNN`` (``image_shape``, ``num_resnet``,
 ``num_hierarchies``, ``num_filters``, ``num_logistic_mix``, ``dropout_p``,
 ``use_weight_norm``), except ``cond_shape`` (TFP: ``conditional_shape``), the conditioning
 vocabulary of every jflows model. Dropout draws from the ``'dropout'`` RNG stream.
+
+The layers' pure pieces (:func:`weight_norm_kernel`, :func:`conv`, :func:`conv_transpose`,
+:func:`gate`, :func:`network_input`, :func:`crop_upsampled`, :func:`level_sizes`,
+:func:`block_name`) are shared with :mod:`jflows.nets.pixelcnn_cached`, which computes the
+same network from the same params a pixel at a time for sampling.
 """
 
 from __future__ import annotations
@@ -75,6 +80,56 @@ def right_shift(x: jax.Array) -> jax.Array:
     return jnp.pad(x, ((0, 0), (0, 0), (1, 0), (0, 0)))[:, :, :-1]
 
 
+def weight_norm_kernel(direction: jax.Array, scale: jax.Array) -> jax.Array:
+    """``W = g V / ||V||`` with the norm over each output channel's ``(kh, kw, in)`` slice."""
+    norm = jnp.sqrt(jnp.sum(jnp.square(direction), axis=(0, 1, 2)))
+    return scale * direction / norm
+
+
+def conv(x, kernel, bias, strides=(1, 1), padding=((0, 0), (0, 0))) -> jax.Array:
+    """``(B, H, W, I) -> (B, H', W', O)``: the convolution with explicit ``padding``, plus bias."""
+    return jax.lax.conv_general_dilated(
+        x, kernel, strides, padding, dimension_numbers=_DIMENSION_NUMBERS) + bias
+
+
+def conv_transpose(x, kernel, bias, strides) -> jax.Array:
+    """The 'VALID' transposed convolution (output ``s (n - 1) + k``), plus bias."""
+    return jax.lax.conv_transpose(
+        x, kernel, strides, "VALID", dimension_numbers=_DIMENSION_NUMBERS) + bias
+
+
+def gate(x: jax.Array, c2: jax.Array) -> jax.Array:
+    """The gated residual update ``x + a * sigmoid(b)`` with ``[a, b] = c2`` on channels."""
+    value, gate_logits = jnp.split(c2, 2, axis=-1)
+    return x + value * jax.nn.sigmoid(gate_logits)
+
+
+def network_input(images: jax.Array) -> jax.Array:
+    """Pixels ``0 .. 255`` rescaled to ``[-1, 1]`` with a channel of ones appended."""
+    x = to_unit_interval(images)
+    return jnp.concatenate([x, jnp.ones_like(x[..., :1])], axis=-1)
+
+
+def level_sizes(height: int, width: int, num_hierarchies: int) -> list[tuple[int, int]]:
+    """``(H_k, W_k)`` of each resolution: ``H_0 = H`` and ``H_{k+1} = ceil(H_k / 2)``."""
+    sizes = [(height, width)]
+    for _ in range(num_hierarchies - 1):
+        h, w = sizes[-1]
+        sizes.append(((h + 1) // 2, (w + 1) // 2))
+    return sizes
+
+
+def num_blocks(down: bool, level: int, num_resnet: int, num_hierarchies: int) -> int:
+    """Gated blocks per stream at ``level``: ``num_resnet`` in the up pass and at the coarsest
+    level of the down pass, ``num_resnet + 1`` at the other down-pass levels."""
+    return num_resnet + (down and level < num_hierarchies - 1)
+
+
+def block_name(down: bool, level: int, index: int, stream: str) -> str:
+    """Param name of a gated block: ``'up_1_0_u'``, ``'down_0_2_ul'``, ..."""
+    return f"{'down' if down else 'up'}_{level}_{index}_{stream}"
+
+
 class WeightNormConv(nn.Module):
     """A 2-D convolution or transposed convolution with optional weight normalisation.
 
@@ -98,21 +153,15 @@ class WeightNormConv(nn.Module):
         if self.use_weight_norm:
             direction = self.param("kernel", nn.initializers.normal(0.05), shape)
             scale = self.param("scale", nn.initializers.ones, (self.features,))
-            norm = jnp.sqrt(jnp.sum(jnp.square(direction), axis=(0, 1, 2)))
-            kernel = scale * direction / norm
+            kernel = weight_norm_kernel(direction, scale)
         else:
             lecun = nn.initializers.variance_scaling(self.init_scale**2, "fan_in", "normal")
             kernel = self.param("kernel", lecun, shape)
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         if self.transpose:
-            y = jax.lax.conv_transpose(
-                x, kernel, self.strides, "VALID", dimension_numbers=_DIMENSION_NUMBERS
-            )
+            y = conv_transpose(x, kernel, bias, self.strides)
         else:
-            y = jax.lax.conv_general_dilated(
-                x, kernel, self.strides, self.padding, dimension_numbers=_DIMENSION_NUMBERS
-            )
-        y = y + bias
+            y = conv(x, kernel, bias, self.strides, self.padding)
         if data_init:
             if not self.use_weight_norm:
                 raise ValueError(
@@ -142,7 +191,11 @@ def down_right_shifted_conv(
     return WeightNormConv(features, kernel_size, strides, ((kh - 1, 0), (kw - 1, 0)), **kwargs)
 
 
-def _crop_upsampled(y: jax.Array, size: tuple[int, int], left: int) -> jax.Array:
+UPSAMPLE_LEFT = {"u": 1, "ul": 0}
+"""Columns cropped on the left of each stream's upsampled (transposed conv) output."""
+
+
+def crop_upsampled(y: jax.Array, size: tuple[int, int], left: int) -> jax.Array:
     """Keep rows ``[0, h)`` and columns ``[left, left + w)`` of a transposed conv output."""
     h, w = size
     return y[:, :h, left : left + w]
@@ -172,8 +225,7 @@ class GatedResnet(nn.Module):
                 name="cond",
             )
             c2 = c2 + proj(h)[:, None, None, :]
-        value, gate = jnp.split(c2, 2, axis=-1)
-        return x + value * jax.nn.sigmoid(gate)
+        return gate(x, c2)
 
 
 def concrete_values(x) -> np.ndarray | None:
@@ -250,14 +302,17 @@ class PixelCNNNetwork(nn.Module):
         if self.num_hierarchies < 1 or self.num_resnet < 0:
             raise ValueError(f"PixelCNNNetwork: need num_hierarchies >= 1 and num_resnet >= 0, "
                              f"got {self.num_hierarchies} and {self.num_resnet}.")
-        x = to_unit_interval(images)
+        x = network_input(images)
         h = conditioning_vector(cond, self.cond_shape, images.shape[0], x.dtype,
                                 "PixelCNNNetwork")
-        x = jnp.concatenate([x, jnp.ones_like(x[..., :1])], axis=-1)
         f, di = self.num_filters, {"data_init": data_init}
         wn = {"use_weight_norm": self.use_weight_norm}
         block = {"dropout_p": self.dropout_p, "use_weight_norm": self.use_weight_norm}
         run = {"train": train, "data_init": data_init}
+        levels, top = range(self.num_hierarchies), self.num_hierarchies - 1
+
+        def blocks(down, level):
+            return range(num_blocks(down, level, self.num_resnet, self.num_hierarchies))
 
         # Up pass: stream u sees the rows above, stream ul also the pixels to the left.
         u = down_shift(down_shifted_conv(f, (2, 3), name="in_u", **wn)(x, **di))
@@ -265,7 +320,7 @@ class PixelCNNNetwork(nn.Module):
         ul = ul + right_shift(
             down_right_shifted_conv(f, (2, 1), name="in_ul_left", **wn)(x, **di))
         us, uls = [u], [ul]
-        for level in range(self.num_hierarchies):
+        for level in levels:
             if level > 0:
                 u = down_shifted_conv(
                     f, strides=(2, 2), name=f"downsample_{level}_u", **wn)(u, **di)
@@ -273,29 +328,29 @@ class PixelCNNNetwork(nn.Module):
                     f, strides=(2, 2), name=f"downsample_{level}_ul", **wn)(ul, **di)
                 us.append(u)
                 uls.append(ul)
-            for i in range(self.num_resnet):
-                u = GatedResnet("down", name=f"up_{level}_{i}_u", **block)(u, None, h, **run)
-                ul = GatedResnet("down_right", name=f"up_{level}_{i}_ul", **block)(
+            for i in blocks(False, level):
+                u = GatedResnet("down", name=block_name(False, level, i, "u"), **block)(
+                    u, None, h, **run)
+                ul = GatedResnet("down_right", name=block_name(False, level, i, "ul"), **block)(
                     ul, u, h, **run)
                 us.append(u)
                 uls.append(ul)
 
         # Down pass: upsample and consume every up-pass activation as a skip input.
         u, ul = us.pop(), uls.pop()
-        top = self.num_hierarchies - 1
-        for level in reversed(range(self.num_hierarchies)):
+        for level in reversed(levels):
             if level < top:
                 size = us[-1].shape[1:3]
                 u = WeightNormConv(f, (2, 3), (2, 2), transpose=True, name=f"upsample_{level}_u",
                                    **wn)(u, **di)
-                u = _crop_upsampled(u, size, left=1)
+                u = crop_upsampled(u, size, UPSAMPLE_LEFT["u"])
                 ul = WeightNormConv(f, (2, 2), (2, 2), transpose=True,
                                     name=f"upsample_{level}_ul", **wn)(ul, **di)
-                ul = _crop_upsampled(ul, size, left=0)
-            for i in range(self.num_resnet + (level < top)):
-                u = GatedResnet("down", name=f"down_{level}_{i}_u", **block)(
+                ul = crop_upsampled(ul, size, UPSAMPLE_LEFT["ul"])
+            for i in blocks(True, level):
+                u = GatedResnet("down", name=block_name(True, level, i, "u"), **block)(
                     u, us.pop(), h, **run)
-                ul = GatedResnet("down_right", name=f"down_{level}_{i}_ul", **block)(
+                ul = GatedResnet("down_right", name=block_name(True, level, i, "ul"), **block)(
                     ul, jnp.concatenate([u, uls.pop()], axis=-1), h, **run)
         assert not us and not uls, "every up-pass activation is consumed once"
 
