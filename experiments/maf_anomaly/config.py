@@ -26,7 +26,7 @@ class Config:
     dataset: str = "mnist"
     train_class: str = "0"  # a digit, or a word for speech_commands
     classes: tuple[str, ...] | None = None  # None: all ten digits / the 30 words
-    data_path: str | None = "/work/shared/data/mnist/mnist.npz"
+    data_path: str | None = None  # None: download and cache via jflows.data
     data_dir: str | None = None
     speech_version: str = "v0.01"
     num_layers: int = 5

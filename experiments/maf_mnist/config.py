@@ -25,7 +25,7 @@ PAPER_TEST_LOG_LIKELIHOOD = {
 @dataclasses.dataclass(frozen=True)
 class Config:
     model: str = "maf5"
-    data_path: str = "/work/shared/data/mnist/mnist.npz"  # or None: download via jflows.data
+    data_path: str | None = None  # None: download and cache via jflows.data; or a local file
     data_dir: str | None = None
     hidden_sizes: tuple[int, ...] = (1024, 1024)
     activation: str = "relu"
