@@ -22,7 +22,7 @@ $(VENV)/.installed: $(PY) pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) -e ".[dev,bench,data]"
+	$(PIP) -e ".[dev,bench,data,interop]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -112,7 +112,10 @@ class BijectorCase:
 
 
 @dataclasses.dataclass
-class _Setup:
+class CaseSetup:
+    """What every check starts from: the case's bijector, its params (with the case's
+    noise) and state, the checked input ``x`` and the call's keyword arguments."""
+
     bijector: Bijector
     params: object
     state: object
@@ -132,7 +135,9 @@ def _perturb(params, key, noise):
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def _setup(case: BijectorCase, seed: int = 0, dtype=jnp.float32) -> _Setup:
+def setup_case(case: BijectorCase, seed: int = 0, dtype=jnp.float32) -> CaseSetup:
+    """The bijector, params, state, input and keyword arguments the checks run a case on
+    (public so that other checks, e.g. the interop bridges', use exactly the same)."""
     key_init, key_noise, key_x, key_cond, key_call = jax.random.split(jax.random.key(seed), 5)
     bijector = case.make()
     x = case.sample_x(key_x, case.batch_shape + tuple(case.event_shape)).astype(dtype)
@@ -144,7 +149,7 @@ def _setup(case: BijectorCase, seed: int = 0, dtype=jnp.float32) -> _Setup:
         kwargs["cond"] = jax.random.normal(key_cond, cond_shape, dtype)
     if case.needs_key:
         kwargs["key"] = key_call
-    return _Setup(bijector, params, state, x, kwargs)
+    return CaseSetup(bijector, params, state, x, kwargs)
 
 
 def _fail(case, check, message):
@@ -171,7 +176,7 @@ def _applies(case, check):
 
 def check_round_trip(case: BijectorCase) -> None:
     """``inverse(forward(x)) == x`` and ``forward(inverse(y)) == y``."""
-    s = _setup(case)
+    s = setup_case(case)
     b = s.bijector
     y, _, _ = b.forward(s.params, s.state, s.x, **s.kwargs)
     x_back, _, _ = b.inverse(s.params, s.state, y, **s.kwargs)
@@ -182,7 +187,7 @@ def check_round_trip(case: BijectorCase) -> None:
 
 def check_inverse_log_det(case: BijectorCase) -> None:
     """``inverse log-det at f(x) == -forward log-det at x``, with the batch shape."""
-    s = _setup(case)
+    s = setup_case(case)
     b = s.bijector
     y, fwd_log_det, _ = b.forward(s.params, s.state, s.x, **s.kwargs)
     _, inv_log_det, _ = b.inverse(s.params, s.state, y, **s.kwargs)
@@ -217,7 +222,7 @@ def check_log_det_vs_jacobian(case: BijectorCase, num_events: int = 3) -> None:
     axes is checked against the sum of its log-dets over the remaining ones.
     """
     with jax.enable_x64(True):
-        s = _setup(case, dtype=jnp.float64)
+        s = setup_case(case, dtype=jnp.float64)
         to64 = lambda t: jax.tree_util.tree_map(  # noqa: E731
             lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, t
         )
@@ -246,7 +251,7 @@ def check_log_det_vs_jacobian(case: BijectorCase, num_events: int = 3) -> None:
 
 def check_jit_matches_eager(case: BijectorCase) -> None:
     """Jitted forward/inverse equal eager ones."""
-    s = _setup(case)
+    s = setup_case(case)
     b = s.bijector
     for direction in ("forward", "inverse"):
         fn = getattr(b, direction)
@@ -261,7 +266,7 @@ def check_jit_matches_eager(case: BijectorCase) -> None:
 
 def check_batch_matches_vmap(case: BijectorCase) -> None:
     """A batched call equals ``jax.vmap`` of the call on single events."""
-    s = _setup(case)
+    s = setup_case(case)
     b = s.bijector
     n_batch = len(case.batch_shape)
     kwargs = dict(s.kwargs)
@@ -292,7 +297,7 @@ def _shapes(tree):
 
 def check_eval_shape_init(case: BijectorCase) -> None:
     """``jax.eval_shape(init)`` on an abstract input matches the real ``init``."""
-    s = _setup(case)
+    s = setup_case(case)
     key = jax.random.key(0)
     abstract = jax.eval_shape(s.bijector.init, key, jax.ShapeDtypeStruct(s.x.shape, s.x.dtype))
     concrete = s.bijector.init(key, s.x)
@@ -302,7 +307,7 @@ def check_eval_shape_init(case: BijectorCase) -> None:
 
 def check_state_after_train(case: BijectorCase) -> None:
     """``train=True`` calls keep the state's structure, shapes and dtypes."""
-    s = _setup(case)
+    s = setup_case(case)
     b = s.bijector
     kwargs = dict(s.kwargs, train=True)
     y, _, state_fwd = b.forward(s.params, s.state, s.x, **kwargs)
@@ -320,7 +325,7 @@ def check_state_after_train(case: BijectorCase) -> None:
 
 def check_grad_finite(case: BijectorCase) -> None:
     """``jax.grad`` of ``mean(-|z|^2/2 + log_det)`` (density direction) w.r.t. params is finite."""
-    s = _setup(case)
+    s = setup_case(case)
     b = s.bijector
     y = b.forward(s.params, s.state, s.x, **s.kwargs)[0]
 
@@ -336,7 +341,7 @@ def check_grad_finite(case: BijectorCase) -> None:
 
 def check_finite_at_edges(case: BijectorCase) -> None:
     """Finite values and log-dets for inputs near the edges of the domains."""
-    s = _setup(case)
+    s = setup_case(case)
     b = s.bijector
     for direction, edges in (("forward", case.forward_edges), ("inverse", case.inverse_edges)):
         if edges is None:
@@ -367,7 +372,7 @@ def _expect_value_error(case, what, call):
 
 def check_bad_shapes(case: BijectorCase) -> None:
     """Too few axes, and the case's ``bad_inputs``, raise a ValueError naming the shapes."""
-    s = _setup(case)
+    s = setup_case(case)
     b = s.bijector
     bad = list(case.bad_inputs)
     for direction, ndims in (("forward", b.event_ndims), ("inverse", output_event_ndims(b))):

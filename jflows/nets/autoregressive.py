@@ -136,7 +136,23 @@ def function_conditioner(fn: Callable, init: Callable | None, params_per_dim: in
 def as_conditioner(conditioner, *, init: Callable | None, params_per_dim: int, cond_shape,
                    name: str) -> Conditioner:
     """A :class:`Conditioner` from a MADE (with ``params_per_dim`` outputs per dimension;
-    its ``cond_shape`` is its own) or from a function with ``init`` and ``cond_shape``."""
+    its ``cond_shape`` is its own), a ready :class:`Conditioner` (e.g. from
+    ``jflows.interop.nnx.conditioner``; likewise its own) or a function with ``init`` and
+    ``cond_shape``."""
+    if isinstance(conditioner, Conditioner):
+        if init is not None:
+            raise ValueError(f"{name}: init is only for function conditioners; a Conditioner "
+                             "brings its own.")
+        if conditioner.params_per_dim != params_per_dim:
+            raise ValueError(
+                f"{name}: the Conditioner gives {conditioner.params_per_dim} parameters per "
+                f"dimension, the transformer needs {params_per_dim}.")
+        cond_shape = normalize_cond_shape(cond_shape, name)
+        if cond_shape is not None and cond_shape != conditioner.cond_shape:
+            raise ValueError(
+                f"{name}: cond_shape={cond_shape} but the Conditioner has cond_shape="
+                f"{conditioner.cond_shape} (leave cond_shape unset).")
+        return conditioner
     if isinstance(conditioner, MADE):
         if init is not None:
             raise ValueError(f"{name}: init is only for function conditioners; a MADE "
