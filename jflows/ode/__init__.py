@@ -1,4 +1,6 @@
-"""Continuous normalizing flows on diffrax: FFJORD, trace estimators, RNODE regularisation.
+"""Continuous normalizing flows on diffrax: FFJORD, trace estimators, RNODE regularisation,
+and conditional flow matching (:mod:`jflows.ode.flow_matching`: simulation-free training of
+the same vector field, exact likelihood after).
 
 See :func:`ffjord` for the bijector, :mod:`jflows.ode.trace` for the estimators,
 :mod:`jflows.ode.regularization` for RNODE and :mod:`jflows.ode.info` for the per-solve
@@ -8,6 +10,13 @@ Vector fields live in :mod:`jflows.nets.odenet`.
 """
 
 from jflows.ode.ffjord import ffjord
+from jflows.ode.flow_matching import (
+    cfm_flow,
+    cfm_loss,
+    conditional_path,
+    ot_assignment,
+    ot_pairs,
+)
 from jflows.ode.info import (
     SolveInfo,
     describe_result,
@@ -25,6 +34,9 @@ __all__ = [
     "RNODE",
     "SolveInfo",
     "TraceEstimator",
+    "cfm_flow",
+    "cfm_loss",
+    "conditional_path",
     "describe_result",
     "evaluations_per_step",
     "exact_trace",
@@ -33,6 +45,8 @@ __all__ = [
     "find_solve_info",
     "function_evaluations",
     "hutchinson_trace",
+    "ot_assignment",
+    "ot_pairs",
     "regularization_penalty",
     "result_code",
     "rnode",
