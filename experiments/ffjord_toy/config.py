@@ -21,10 +21,11 @@ class Config:
     rtol: float = 1e-3
     atol: float = 1e-5
     trace: str = "exact"  # or "hutchinson" (Rademacher noise; evaluation stays exact)
-    # "backsolve" (the paper's adjoint ODE) or "recursive" (diffrax's default, about 3x
-    # faster here). jflows.train runs steps under shard_map, where differentiating
-    # diffrax's RecursiveCheckpointAdjoint fails on equinox 0.13 (diffrax issue #765).
-    adjoint: str = "backsolve"
+    # "recursive" (diffrax's default RecursiveCheckpointAdjoint: 3.6x faster per training
+    # step than backsolve here, BENCHMARKS.md; fit's default jit mode differentiates it) or
+    # "backsolve" (the paper's adjoint ODE; the one that works under fit's per-device
+    # shard_map / pmap modes on equinox 0.13, diffrax issue #765).
+    adjoint: str = "recursive"
     kinetic_weight: float = 0.0  # RNODE lambda_K
     jacobian_weight: float = 0.0  # RNODE lambda_J
     learning_rate: float = 1e-2
