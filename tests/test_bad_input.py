@@ -106,6 +106,8 @@ ROWS = [
      ValueError, r"leaf shapes differ .*\(2, 3\), \(3,\)"),
     ("params_and_state_swapped", _swapped, ValueError,
      r"do not match what init made.*Pass \(params, state\) in that order"),
+    ("a_dict_batch_instead_of_its_array", _log_prob_with(x={"x": jnp.zeros((4, 3))}), TypeError,
+     r"expected the data as one array, got a dict .* pass the array itself"),
     ("wrong_event_shape", _log_prob_with(x=jnp.zeros((4, 5))), ValueError,
      r"expected the trailing event shape \(3,\).*\(4, 5\)"),
     ("cond_to_an_unconditional_flow", _log_prob_with(cond=jnp.zeros((4, 2))), ValueError,

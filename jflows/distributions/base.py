@@ -199,7 +199,12 @@ def check_data_dtype(x, params, state, name: str) -> Array:
     Integer data is cast to the model's dtype (a density of continuous data at integer
     points); floating data of another width is refused, so float64 data never drifts a
     float32 model's batch-norm state to float64 (or float32 data a float64 model's).
+    A container (a dict batch, a list) is refused: the model takes the array itself.
     """
+    if isinstance(x, (dict, list, tuple)):
+        raise TypeError(f"{name}: expected the data as one array, got a "
+                        f"{type(x).__name__} ({jax.tree.structure(x)}); pass the array "
+                        "itself (e.g. batch['x']).")
     x = jnp.asarray(x)
     dtype = model_dtype(params, state)
     if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
