@@ -52,6 +52,7 @@ import jax
 import jflows.bijectors as jb
 from jflows.distributions import mog_made, standard_normal, transformed
 from jflows.distributions.transformed import TransformedDistribution
+from jflows.flows.stack import alternating_stack
 from jflows.nets.made import MADE
 
 
@@ -156,15 +157,7 @@ def maf_bijector(
 
     if _named(input_order, "random") or _named(hidden_degrees, "random"):
         return jb.chain(**{f"layer_{i}": layer(i) for i in reversed(range(num_layers))})
-    parts = {}
-    if num_layers % 2:
-        parts["last"] = layer(num_layers - 1)
-    if num_layers >= 2:
-        pair = jb.chain(odd=layer(1), even=layer(0))
-        # scan's forward runs stack index 0 first; inverting twice makes its inverse (the
-        # density direction) run pair 0 -- the layers next to the data -- first.
-        parts["pairs"] = jb.invert(jb.scan(jb.invert(pair), num_layers // 2))
-    return jb.chain(**parts)
+    return alternating_stack(layer, num_layers)
 
 
 def _num_layers(tree) -> int | None:

@@ -5,8 +5,8 @@ Each area of the library contributes a module with a ``CASES`` list; add new mod
 :mod:`jflows.testing` on every case.
 """
 
-from tests.registry import core, ffjord, maf
+from tests.registry import core, coupling, ffjord, glow, maf
 
-_MODULES = (core, maf, ffjord)
+_MODULES = (core, maf, ffjord, coupling, glow)
 
 CASES = [case for module in _MODULES for case in module.CASES]
