@@ -133,41 +133,38 @@ def function_conditioner(fn: Callable, init: Callable | None, params_per_dim: in
                        normalize_cond_shape(cond_shape, name))
 
 
+def _check_own_params(kind: str, conditioner, *, init, params_per_dim: int, cond_shape,
+                      name: str) -> None:
+    """A MADE or a ready Conditioner brings its own init, width and cond_shape: refuse an
+    ``init``, a different ``params_per_dim`` or a different ``cond_shape``."""
+    if init is not None:
+        raise ValueError(f"{name}: init is only for function conditioners; a {kind} "
+                         "initialises itself.")
+    if conditioner.params_per_dim != params_per_dim:
+        raise ValueError(
+            f"{name}: the {kind} must have params_per_dim={params_per_dim} (the "
+            f"transformer's parameters per dimension), got "
+            f"params_per_dim={conditioner.params_per_dim}.")
+    cond_shape = normalize_cond_shape(cond_shape, name)
+    if cond_shape is not None and cond_shape != conditioner.cond_shape:
+        raise ValueError(
+            f"{name}: cond_shape={cond_shape} but the {kind} was built with cond_shape="
+            f"{conditioner.cond_shape}; a {kind} conditioner's cond_shape is its own "
+            "(leave cond_shape unset).")
+
+
 def as_conditioner(conditioner, *, init: Callable | None, params_per_dim: int, cond_shape,
                    name: str) -> Conditioner:
     """A :class:`Conditioner` from a MADE (with ``params_per_dim`` outputs per dimension;
     its ``cond_shape`` is its own), a ready :class:`Conditioner` (e.g. from
     ``jflows.interop.nnx.conditioner``; likewise its own) or a function with ``init`` and
     ``cond_shape``."""
+    own = dict(init=init, params_per_dim=params_per_dim, cond_shape=cond_shape, name=name)
     if isinstance(conditioner, Conditioner):
-        if init is not None:
-            raise ValueError(f"{name}: init is only for function conditioners; a Conditioner "
-                             "brings its own.")
-        if conditioner.params_per_dim != params_per_dim:
-            raise ValueError(
-                f"{name}: the Conditioner gives {conditioner.params_per_dim} parameters per "
-                f"dimension, the transformer needs {params_per_dim}.")
-        cond_shape = normalize_cond_shape(cond_shape, name)
-        if cond_shape is not None and cond_shape != conditioner.cond_shape:
-            raise ValueError(
-                f"{name}: cond_shape={cond_shape} but the Conditioner has cond_shape="
-                f"{conditioner.cond_shape} (leave cond_shape unset).")
+        _check_own_params("Conditioner", conditioner, **own)
         return conditioner
     if isinstance(conditioner, MADE):
-        if init is not None:
-            raise ValueError(f"{name}: init is only for function conditioners; a MADE "
-                             "initialises itself.")
-        if conditioner.params_per_dim != params_per_dim:
-            raise ValueError(
-                f"{name}: the MADE must have params_per_dim={params_per_dim} (the "
-                f"transformer's parameters per dimension), got "
-                f"params_per_dim={conditioner.params_per_dim}.")
-        cond_shape = normalize_cond_shape(cond_shape, name)
-        if cond_shape is not None and cond_shape != conditioner.cond_shape:
-            raise ValueError(
-                f"{name}: cond_shape={cond_shape} but the MADE was built with cond_shape="
-                f"{conditioner.cond_shape}; a MADE conditioner's cond_shape is its own "
-                "(leave cond_shape unset).")
+        _check_own_params("MADE", conditioner, **own)
         return made_conditioner(conditioner)
     if not callable(conditioner):
         raise TypeError(
