@@ -21,8 +21,9 @@ class Config:
     rtol: float = 1e-3
     atol: float = 1e-5
     trace: str = "exact"  # or "hutchinson" (Rademacher noise; evaluation stays exact)
-    # "recursive" (diffrax's default RecursiveCheckpointAdjoint: 3.6x faster per training
-    # step than backsolve here, BENCHMARKS.md; fit's default jit mode differentiates it) or
+    # "recursive" (diffrax's default RecursiveCheckpointAdjoint: faster per training step
+    # than backsolve in both side-by-side runs of BENCHMARKS.md, 1.1x for this small field
+    # and 3.6x for a 64-64 field; fit's default jit mode differentiates it) or
     # "backsolve" (the paper's adjoint ODE; the one that works under fit's per-device
     # shard_map / pmap modes on equinox 0.13, diffrax issue #765).
     adjoint: str = "recursive"
