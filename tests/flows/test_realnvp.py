@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jflows.bijectors as jb
+from jflows.bijectors.autoregressive import affine_transformer
 from jflows.bijectors.coupling import MLPConditioner, split_coupling
 from jflows.flows.realnvp import realnvp
 from tests.flows.test_maf import normal_log_prob, perturbed
@@ -36,7 +37,8 @@ def test_layout_equals_a_hand_built_chain():
         net = MLPConditioner(2 if swap else 3, 2, (8,))
         layer_params = jax.tree_util.tree_map(lambda a, i=index: a[i // 2],
                                               pairs["odd" if swap else "even"])["coupling"]
-        layers.append((split_coupling(2, net, swap=swap), layer_params))
+        bounded = affine_transformer(3.0)  # realnvp's default log_scale_bound
+        layers.append((split_coupling(2, net, bounded, swap=swap), layer_params))
     x = jax.random.normal(jax.random.key(1), (3, D))
     u, total = x, 0.0
     for bijector, p in layers:  # density direction: layer 0 first
