@@ -11,6 +11,7 @@ from experiments.nsf_tabular.config import Config
 from experiments.nsf_tabular.main import main, make_flow
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_finite_scores_and_figures(tmp_path):
     config = dataclasses.replace(
         Config(), out_dir=str(tmp_path), models=("realnvp", "nsf_autoregressive"),

@@ -26,6 +26,7 @@ def _actnorm_states(state):
     return [s for s in jax.tree_util.tree_leaves(state, is_leaf=is_actnorm) if is_actnorm(s)]
 
 
+@pytest.mark.slow
 def test_fresh_glow_is_a_rotation_of_the_base():
     """At init ActNorm is the identity, the couplings (zero-initialised conditioners) are the
     identity and the 1x1 convolutions are rotations, so log p(x) = sum_i log N(x_i; 0, 1)."""

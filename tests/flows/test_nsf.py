@@ -1,3 +1,4 @@
+
 """NSF-coupling and NSF-autoregressive: identity at initialisation, the DensityModel
 contract, incremental MADE sampling == D passes, and a few training steps that help."""
 
@@ -5,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from jflows.flows.nsf import nsf_autoregressive, nsf_coupling
 from tests.flows.test_maf import normal_log_prob, perturbed
@@ -21,6 +23,7 @@ def test_both_start_at_the_base():
                                    rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_autoregressive_sampling_methods_agree():
     fast = nsf_autoregressive(D, 3, (8,), num_bins=4, cond_shape=(2,))
     slow = nsf_autoregressive(D, 3, (8,), num_bins=4, cond_shape=(2,), sampling="passes")
