@@ -29,6 +29,7 @@ import optax
 from jflows.bijectors import BatchNormState, batch_norm_metrics
 from jflows.conditioning import check_cond
 from jflows.data import BatchIterator
+from jflows.distributions.base import default_float_dtype, model_dtype
 from jflows.train.hooks import RecomputeBatchNorm
 from jflows.train.loop import fit
 from jflows.train.options import Checkpointing, Logging, Parallel, Validation, _positive_int
@@ -74,12 +75,6 @@ def _is_batch_norm(leaf) -> bool:
 def _has_batch_norm(model, state) -> bool:
     return hasattr(model, "bijector") and any(
         _is_batch_norm(leaf) for leaf in jax.tree.leaves(state, is_leaf=_is_batch_norm))
-
-
-def _float_dtype(params):
-    floats = [leaf.dtype for leaf in jax.tree.leaves(params)
-              if jnp.issubdtype(leaf.dtype, jnp.floating)]
-    return floats[0] if floats else jnp.zeros(()).dtype
 
 
 def _rows(x, cond, model, dtype) -> dict:
@@ -160,17 +155,17 @@ def fit_to_data(
         raise ValueError(f"fit_to_data: validation_fraction must be in [0, 1), got "
                          f"{validation_fraction}.")
     _positive_int("fit_to_data", "batch_size", batch_size)
-    init_key, split_key, run_key = jax.random.split(key, 3)
+    init_key, split_key, shuffle_key, run_key = jax.random.split(key, 4)
     if params is None:
         params, fresh_state = model.init(init_key)
         state = fresh_state if state is None else state
     elif state is None:
         raise ValueError("fit_to_data: pass the model state with the params "
                          "(state=() for a model without one).")
-    rows = _rows(x, cond, model, _float_dtype(params))
+    rows = _rows(x, cond, model, model_dtype(params, state) or default_float_dtype())
     train_rows, valid_rows = _split(rows, validation_fraction, split_key)
     n_train = len(train_rows["x"])
-    seed = int(jax.random.randint(split_key, (), 0, 2**31 - 1))
+    seed = int(jax.random.randint(shuffle_key, (), 0, 2**31 - 1))
     batches = BatchIterator(train_rows, min(batch_size, n_train), seed=seed)
     tx = optimizer if optimizer is not None else optax.adam(learning_rate)
     loss_fn, eval_fn = _negative_log_likelihood(model)
