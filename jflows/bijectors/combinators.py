@@ -27,10 +27,11 @@ from jflows.bijectors.base import (
 from jflows.conditioning import merge_cond_shapes
 
 
-def _combined(name, parts, init, forward_with_info, inverse_with_info, event_ndims,
+def combined_bijector(name, parts, init, forward_with_info, inverse_with_info, event_ndims,
               event_ndims_out=None) -> Bijector:
     """A combinator's Bijector: forward/inverse derived from the ``*_with_info`` bodies,
-    which are exposed only when some part reports diagnostics."""
+    which are exposed only when some part reports diagnostics. Shared by chain, block,
+    scan and :func:`jflows.bijectors.multiscale.factor_out`."""
     reports = has_info(*parts)
     return Bijector(
         init,
@@ -142,7 +143,7 @@ def chain(*bijectors: Bijector, **named_bijectors: Bijector) -> Bijector:
         order = reversed(range(len(parts)))
         return _run(order, params, state, y, "inverse", cond=cond, train=train, key=key)
 
-    return _combined("chain", parts, init, forward, inverse, event_ndims, event_ndims_out)
+    return combined_bijector("chain", parts, init, forward, inverse, event_ndims, event_ndims_out)
 
 
 def invert(bijector: Bijector) -> Bijector:
@@ -231,7 +232,7 @@ def block(bijectors, sizes) -> Bijector:
     def inverse(params, state, y, *, cond=None, train=False, key=None):
         return _run(params, state, y, "inverse", key, cond=cond, train=train)
 
-    return _combined("block", parts, init, forward, inverse, 1)
+    return combined_bijector("block", parts, init, forward, inverse, 1)
 
 
 def scan(bijector: Bijector, num_layers: int) -> Bijector:
@@ -280,5 +281,5 @@ def scan(bijector: Bijector, num_layers: int) -> Bijector:
     def inverse(params, state, y, *, cond=None, train=False, key=None):
         return _run(params, state, y, "inverse", key, cond=cond, train=train)
 
-    return _combined("scan", [bijector], init, forward, inverse, event_ndims)
+    return combined_bijector("scan", [bijector], init, forward, inverse, event_ndims)
 

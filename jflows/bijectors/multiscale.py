@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from jflows.bijectors.base import Bijector, call_with_info, check_event_rank, reduce_to_batch
-from jflows.bijectors.combinators import _combined
+from jflows.bijectors.combinators import combined_bijector
 
 
 def factor_out(inner: Bijector, *, event_ndims: int | None = None) -> Bijector:
@@ -71,4 +71,4 @@ def factor_out(inner: Bijector, *, event_ndims: int | None = None) -> Bijector:
     def inverse(params, state, y, *, cond=None, train=False, key=None):
         return _run("inverse", params, state, y, cond=cond, train=train, key=key)
 
-    return _combined("factor_out", [inner], init, forward, inverse, ndims)
+    return combined_bijector("factor_out", [inner], init, forward, inverse, ndims)
