@@ -8,6 +8,7 @@ from jflows.bijectors.autoregressive import (
     affine_transformer,
     inverse_autoregressive,
     masked_autoregressive,
+    softplus_affine_transformer,
 )
 from jflows.bijectors.base import (
     EMPTY,
@@ -99,6 +100,7 @@ __all__ = [
     "leaky_relu",
     "linen_conditioner",
     "masked_autoregressive",
+    "softplus_affine_transformer",
     "masked_coupling",
     "normal_cdf",
     "output_event_ndims",

@@ -98,6 +98,39 @@ def affine_transformer(log_scale_bound: float | None = None) -> Transformer:
     return Transformer(2, forward, inverse)
 
 
+def softplus_affine_transformer(min_scale: float = 1e-2) -> Transformer:
+    """An affine map scaled by a softplus in the density direction, ``theta = (shift, raw)``::
+
+        inverse:  u = x s + shift,      log|du/dx| = log s
+        forward:  x = (u - shift) / s,  log|dx/du| = -log s
+
+    with ``s = softplus(raw + softplus^-1(1 - min_scale)) + min_scale`` (``s = 1`` at
+    ``raw = 0``, ``s >= min_scale``): FlowJAX's default MAF transformer (its ``Affine`` with
+    a minimum scale; the MAF paper's :func:`affine_transformer` is ``exp``-parametrised).
+    ``s`` grows linearly in ``raw`` rather than exponentially, so ``ds/draw <= 1`` and a
+    large step cannot blow a scale up: on the two moons a ReLU MAF with it reached a test
+    NLL about 0.1 nats better than with :func:`affine_transformer` on the same budget
+    (BENCHMARKS.md, one-call fitting).
+    """
+    if not 0.0 <= min_scale < 1.0:
+        raise ValueError(f"softplus_affine_transformer: min_scale must be in [0, 1), got "
+                         f"{min_scale}.")
+    offset = float(jnp.log(jnp.expm1(1.0 - min_scale)))  # softplus(offset) = 1 - min_scale
+
+    def density_scale(theta):
+        return jax.nn.softplus(theta[..., 1] + offset) + min_scale
+
+    def forward(theta, u):
+        scale = density_scale(theta)
+        return (u - theta[..., 0]) / scale, -jnp.log(scale)
+
+    def inverse(theta, x):
+        scale = density_scale(theta)
+        return x * scale + theta[..., 0], jnp.log(scale)
+
+    return Transformer(2, forward, inverse)
+
+
 def masked_autoregressive(
     conditioner,
     *,

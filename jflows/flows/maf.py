@@ -53,6 +53,7 @@ import jflows.bijectors as jb
 from jflows.distributions import mog_made, standard_normal, transformed
 from jflows.distributions.transformed import TransformedDistribution
 from jflows.flows.stack import alternating_stack
+from jflows.nets.autoregressive import Transformer
 from jflows.nets.made import MADE
 
 
@@ -93,6 +94,7 @@ def maf_bijector(
     hidden_degrees: str = "equal",
     reverse_between_layers: bool = True,
     log_scale_bound: float | None = None,
+    transformer: Transformer | None = None,
     output_init_scale: float = 1e-2,
     evaluation: str = "blocked",
     sampling: str = "auto",
@@ -115,6 +117,10 @@ def maf_bijector(
       batch_norm_decay, batch_norm_eps, axis_name: see :func:`jflows.bijectors.batch_norm`;
         set ``axis_name=jflows.train.DATA_AXIS`` for cross-device batch statistics.
       log_scale_bound: bound of every layer's log-scale (None: unbounded, as the paper).
+      transformer: every layer's per-dimension map (default: the paper's
+        :func:`jflows.bijectors.affine_transformer` with ``log_scale_bound``); e.g.
+        :func:`jflows.bijectors.softplus_affine_transformer` (FlowJAX's), or a spline
+        (:func:`jflows.flows.nsf_autoregressive_bijector` is this stack with one).
       sampling: ``"auto"`` (the incremental MADE evaluation, about one network pass per
         layer) or ``"passes"`` (``D`` passes); see
         :func:`jflows.bijectors.masked_autoregressive`.
@@ -137,7 +143,7 @@ def maf_bijector(
         made = MADE(
             event_size,
             hidden_sizes,
-            params_per_dim=2,
+            params_per_dim=2 if transformer is None else transformer.params_per_dim,
             input_order=layer_input_order(input_order, index, reverse_between_layers),
             hidden_degrees=hidden_degrees,
             activation=activation,
@@ -147,7 +153,7 @@ def maf_bijector(
             evaluation=evaluation,
         )
         parts = {"made": jb.masked_autoregressive(made, log_scale_bound=log_scale_bound,
-                                                  sampling=sampling)}
+                                                  transformer=transformer, sampling=sampling)}
         if batch_norm:
             parts["batch_norm"] = jb.batch_norm(
                 decay=batch_norm_decay, eps=batch_norm_eps, axis_name=axis_name

@@ -29,10 +29,8 @@ import jflows.bijectors as jb
 from jflows.bijectors.spline import spline_transformer
 from jflows.distributions import standard_normal, transformed
 from jflows.distributions.transformed import TransformedDistribution
-from jflows.flows.maf import layer_input_order
+from jflows.flows.maf import maf_bijector
 from jflows.flows.realnvp import coupling_stack
-from jflows.flows.stack import alternating_stack
-from jflows.nets.made import MADE
 
 
 def _spline(num_bins, bound, min_bin_width, min_bin_height, min_derivative):
@@ -70,42 +68,28 @@ def nsf_autoregressive_bijector(
     min_bin_height: float = 1e-3,
     min_derivative: float = 1e-3,
     activation: str | Callable = "relu",
-    cond_shape=None,
-    input_order: str | Sequence[int] = "natural",
     output_init_scale: float = 0.0,
-    sampling: str = "auto",
-    seed: int = 0,
+    **kwargs,
 ) -> jb.Bijector:
-    """NSF-autoregressive stack as one bijector (forward = sampling direction).
+    """NSF-autoregressive stack as one bijector (forward = sampling direction): the MAF
+    stack of :func:`jflows.flows.maf.maf_bijector` with the spline transformer and no
+    batch norm.
 
     Args:
       event_size: ``D``.
       num_layers: number of MADE-spline layers.
-      hidden_sizes, activation, cond_shape, output_init_scale: each MADE's (see
+      hidden_sizes, activation, output_init_scale: each MADE's (see
         :class:`jflows.nets.MADE`); ``output_init_scale=0`` starts at the identity.
       num_bins, bound, min_bin_width, min_bin_height, min_derivative: the splines' (see
         :func:`jflows.bijectors.spline.spline_transformer`).
-      input_order: layer 0's MADE order (``'natural'``, ``'reversed'`` or a permutation),
-        reversed on every odd layer.
-      sampling: ``"auto"`` (incremental MADE solve) or ``"passes"``; see
-        :func:`jflows.bijectors.masked_autoregressive`.
-      seed: the MADEs' seed (static; layer ``l`` uses ``seed + l``).
+      **kwargs: :func:`jflows.flows.maf.maf_bijector`'s other options (``cond_shape``,
+        ``input_order``, ``sampling``, ``seed``, ...; ``batch_norm=True`` adds its batch
+        norm after every layer).
     """
-    if isinstance(input_order, str) and input_order == "random":
-        raise ValueError("nsf_autoregressive_bijector: input_order='random' would give "
-                         "every layer its own masks; the scanned layout needs a fixed "
-                         "order (use maf_bijector's unrolled stack for random orders).")
+    kwargs.setdefault("batch_norm", False)
     transformer = _spline(num_bins, bound, min_bin_width, min_bin_height, min_derivative)
-
-    def layer(index):
-        made = MADE(event_size, hidden_sizes, params_per_dim=transformer.params_per_dim,
-                    input_order=layer_input_order(input_order, index), activation=activation,
-                    cond_shape=cond_shape, seed=seed + index,
-                    output_init_scale=output_init_scale)
-        return jb.chain(made=jb.masked_autoregressive(made, transformer=transformer,
-                                                      sampling=sampling))
-
-    return alternating_stack(layer, num_layers)
+    return maf_bijector(event_size, num_layers, hidden_sizes, transformer=transformer,
+                        activation=activation, output_init_scale=output_init_scale, **kwargs)
 
 
 def nsf_coupling(event_size: int, num_layers: int = 8, hidden_sizes: Sequence[int] = (64, 64),

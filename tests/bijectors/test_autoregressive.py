@@ -227,3 +227,35 @@ def test_function_conditioner_declares_its_cond_shape():
     with pytest.raises(ValueError, match="unconditional"):
         jb.masked_autoregressive(strictly_lower_linear, init=init_linear).forward(
             params, state, u, cond=cond)
+
+
+def test_softplus_affine_transformer_matches_flowjax_affine():
+    """FlowJAX's default MAF transformer (its ``Affine`` with ``softplus(.) + min_scale``,
+    built as in ``flowjax.flows._affine_with_min_scale``) at the same unconstrained
+    params: the density direction is FlowJAX's ``transform``, the sampling direction its
+    ``inverse``; the identity at zero params; scales never below ``min_scale``."""
+    import equinox as eqx
+    from flowjax.bijections import Affine
+    from flowjax.utils import get_ravelled_pytree_constructor
+    from paramax import Parameterize
+
+    min_scale = 0.05
+    scale = Parameterize(lambda r: jax.nn.softplus(r) + min_scale,
+                         jnp.log(jnp.expm1(1.0 - min_scale)))
+    reference = eqx.tree_at(lambda a: a.scale, Affine(), replace=scale)
+    construct, _ = get_ravelled_pytree_constructor(reference, eqx.is_inexact_array)
+    transformer = jb.softplus_affine_transformer(min_scale)
+    rng = np.random.default_rng(0)
+    for theta, x in zip(rng.normal(scale=3.0, size=(6, 2)), rng.normal(size=6)):
+        affine = construct(jnp.asarray(theta))
+        u, log_det = transformer.inverse(jnp.asarray(theta), jnp.asarray(x))
+        u_ref, log_det_ref = affine.transform_and_log_det(jnp.asarray(x))
+        np.testing.assert_allclose([u, log_det], [u_ref, log_det_ref], **TOL)
+        back, back_log_det = transformer.forward(jnp.asarray(theta), u)
+        np.testing.assert_allclose([back, back_log_det], [x, -log_det_ref], **TOL)
+    zero = jnp.zeros(2)
+    np.testing.assert_allclose(transformer.inverse(zero, 1.7), (1.7, 0.0), atol=1e-6)
+    _, log_det = transformer.inverse(jnp.array([0.0, -1e4]), 1.0)
+    np.testing.assert_allclose(log_det, np.log(min_scale), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"min_scale must be in \[0, 1\), got 1.0"):
+        jb.softplus_affine_transformer(1.0)

@@ -36,9 +36,10 @@ def made(*args, evaluation="blocked", **kwargs):
 
 def made_affine(evaluation="blocked", **made_kwargs):
     bound = made_kwargs.pop("log_scale_bound", None)
+    transformer = made_kwargs.pop("transformer", None)
     made_kwargs.setdefault("hidden_sizes", (8, 8))
     return jb.masked_autoregressive(made(D, evaluation=evaluation, **made_kwargs),
-                                    log_scale_bound=bound)
+                                    log_scale_bound=bound, transformer=transformer)
 
 
 def maf_stack(evaluation="blocked"):
@@ -53,9 +54,11 @@ def maf_stack(evaluation="blocked"):
 BUILDERS = {
     "maf_random_order_random_degrees":
         functools.partial(made_affine, hidden_degrees="random", input_order="random", seed=1),
-    "maf_explicit_order_relu":
+    # FlowJAX's MAF layer: ReLU and the softplus-scaled affine transformer.
+    "maf_explicit_order_relu_softplus":
         functools.partial(made_affine, input_order=(2, 0, 4, 1, 3), hidden_sizes=(7, 6),
-                          activation="relu"),
+                          activation="relu", output_init_scale=1.0,
+                          transformer=jb.softplus_affine_transformer(0.1)),
     "maf_conditional_bounded":
         functools.partial(made_affine, cond_shape=(3,), log_scale_bound=0.5,
                           output_init_scale=3.0),
@@ -74,7 +77,8 @@ DENSE_TWINS = {name: functools.partial(build, evaluation="dense")
 CASES = [
     BijectorCase("maf_random_order_random_degrees",
                  BUILDERS["maf_random_order_random_degrees"], (D,), bad_inputs=MISMATCHED),
-    BijectorCase("maf_explicit_order_relu", BUILDERS["maf_explicit_order_relu"], (D,)),
+    BijectorCase("maf_explicit_order_relu_softplus",
+                 BUILDERS["maf_explicit_order_relu_softplus"], (D,)),
     BijectorCase("maf_conditional_bounded", BUILDERS["maf_conditional_bounded"],
                  (D,), cond_shape=(3,), bad_inputs=MISMATCHED,
                  forward_edges=np.array([-50.0, 0.0, 3.0, 50.0, 1.0]),
