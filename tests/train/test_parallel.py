@@ -1,6 +1,9 @@
 """1 vs 8 fake CPU devices under jit (sharded), shard_map and pmap: same params after 20
 steps as one device on the global batch."""
 
+import fcntl
+import os
+
 import numpy as np
 import pytest
 
@@ -9,8 +12,16 @@ from tests.train.subprocess_util import run_module
 
 @pytest.fixture(scope="module")
 def parity(tmp_path_factory):
-    out = tmp_path_factory.mktemp("parity") / "parity.npz"
-    run_module("tests.train.parity_child", out, devices=8)
+    """The 8-device run (about a minute), once per test session: pytest-xdist workers share
+    the parent of their temporary directories, and the first to take the lock runs it."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this session's
+    out = shared / "parity.npz"
+    with open(shared / "parity.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not out.exists():
+            run_module("tests.train.parity_child", out.with_suffix(".partial.npz"), devices=8)
+            out.with_suffix(".partial.npz").rename(out)
     return dict(np.load(out))
 
 
