@@ -1,11 +1,13 @@
-"""Glow on MNIST in bits/dim of the dequantized pixels, trained for a wall-clock budget.
+"""Glow on MNIST in bits/dim of the dequantized pixels, trained for a budget of steps.
 
 Data: ``x = (k + u) / 256 - 1/2`` with fresh uniform noise ``u`` per training batch (Glow's
 preprocessing, :mod:`jflows.flows.glow`); validation and test use one fixed noise draw.
 Bits/dim of the dequantized pixels: ``jflows.units.bits_per_dim(log p(x) - D log 256, D)``
 (``jflows.data.pixel_log_prob`` with a zero log-det), ``D = 784``. ActNorm is initialised on
-``init_batch_size`` training images before the first step. Writes ``results.json``,
-``glow_mnist.png`` (learning curve and samples) and ``history.json`` under ``out_dir``.
+``init_batch_size`` training images before the first step. Training is
+:func:`jflows.train.fit` for a budget of ``max_steps`` steps (checkpointed and resumable
+under ``out_dir/fit``). Writes ``results.json``, ``glow_mnist.png`` (learning curve and
+samples) and ``history.json`` under ``out_dir``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
 from pathlib import Path
 
 import jax
@@ -67,45 +68,57 @@ def make_optimizer(cfg: Config):
     return optax.chain(optax.clip_by_global_norm(50.0), optax.adam(schedule))
 
 
-def train(cfg: Config, model, train_x: np.ndarray, valid_x: np.ndarray, progress=True):
-    """Adam until ``max_steps`` or ``max_minutes``; returns the final TrainState and the
-    history (one record per ``eval_every`` steps)."""
+def initial_state(cfg: Config, model, train_x: np.ndarray, tx) -> jt.TrainState:
+    """Fresh params, ActNorm initialised on ``init_batch_size`` dequantized training images
+    (one ``train=True`` pass sets every ActNorm from its input's moments)."""
     key_init, key_data, key_run = jax.random.split(jax.random.key(cfg.seed), 3)
     params, model_state = jax.jit(model.init)(key_init)
     init_x = dequantize(key_data, jnp.asarray(train_x[: cfg.init_batch_size]))
     model_state = jax.jit(
         lambda p, s, x: model.log_prob_and_state(p, s, x, train=True)[1])(params, model_state,
                                                                           init_x)
+    return jt.TrainState.create(params=params, model_state=model_state,
+                                optimizer=tx, key=key_run)
+
+
+def train(cfg: Config, model, train_x: np.ndarray, valid_x: np.ndarray, *, workdir=None,
+          progress=True) -> tuple[jt.TrainState, list]:
+    """Adam for ``max_steps`` steps (rounded up to a multiple of ``eval_every``) with
+    :func:`jflows.train.fit`, validating every
+    ``eval_every`` steps (fit's "epoch" here); returns the final state (the last params,
+    not the best validation's: the run is far from overfitting) and one history record per
+    validation: ``step``, ``minutes`` (training time so far), ``train_bits_per_dim``
+    (running mean over the window), ``validation_bits_per_dim``."""
+    tx = make_optimizer(cfg)
+    state = initial_state(cfg, model, train_x, tx)
 
     def loss_fn(params, model_state, batch, key):
         x = dequantize(key, batch["x"])
         log_prob, model_state, _ = model.log_prob_and_state(params, model_state, x, train=True)
         bits = jnp.mean(pixel_bits_per_dim(log_prob))
-        return bits, (model_state, {"bits_per_dim": bits})
+        return bits, (model_state, {})
 
-    tx = make_optimizer(cfg)
-    state = jt.TrainState.create(params=params, model_state=model_state, optimizer=tx,
-                                 key=key_run)
-    step_fn = jax.jit(jt.make_train_step(loss_fn, tx, axis_name=None), donate_argnums=0)
-    batches = jdata.BatchIterator({"x": train_x}, cfg.batch_size, seed=cfg.seed).from_step(0)
-    history, window, start = [], [], time.perf_counter()
-    for step in range(1, cfg.max_steps + 1):
-        state, metrics = step_fn(state, next(batches))
-        window.append(metrics["bits_per_dim"])
-        minutes = (time.perf_counter() - start) / 60
-        done = step == cfg.max_steps or minutes >= cfg.max_minutes
-        if step % cfg.eval_every == 0 or done:
-            record = {"step": step, "minutes": minutes,
-                      "train_bits_per_dim": float(np.mean(jax.device_get(window))),
-                      "validation_bits_per_dim": evaluate(model, state.params,
-                                                          state.model_state, valid_x)}
-            history.append(record)
-            window = []
-            if progress:
-                print(json.dumps(record), flush=True)
-        if done:
-            break
-    return state, history, (time.perf_counter() - start) / 60
+    def eval_fn(params, model_state, batch, key):
+        return {"bits_per_dim": jnp.mean(pixel_bits_per_dim(
+            model.log_prob(params, model_state, batch["x"])))}
+
+    validation = jt.Validation(
+        jt.make_eval_step(eval_fn),
+        jdata.BatchIterator({"x": valid_x}, 500, shuffle=False, drop_remainder=False),
+        restore_best=False)
+    result = jt.fit(
+        state, jt.make_train_step(loss_fn, tx),
+        jdata.BatchIterator({"x": train_x}, cfg.batch_size, seed=cfg.seed),
+        epochs=math.ceil(cfg.max_steps / cfg.eval_every), steps_per_epoch=cfg.eval_every,
+        validation=validation, workdir=workdir,
+        checkpointing=jt.Checkpointing(every=cfg.eval_every, resume=True),
+        logging=jt.Logging(every=cfg.eval_every, progress=progress))
+    seconds = np.cumsum([record["seconds"] for record in result.history])
+    history = [{"step": record["step"], "minutes": float(total) / 60,
+                "train_bits_per_dim": record["train"]["loss"],
+                "validation_bits_per_dim": record["validation"]["bits_per_dim"]}
+               for record, total in zip(result.history, seconds, strict=True)]
+    return result.state, history
 
 
 def draw_samples(model, params, state, cfg: Config, temperatures) -> dict:
@@ -154,6 +167,9 @@ def _subset(split: dict, n: int | None) -> np.ndarray:
 
 
 def main(cfg: Config, *, out_dir, data_path=None, data_dir=None, progress=True) -> dict:
+    """Train, test, sample and plot; checkpoints and metrics of the run go to
+    ``out_dir/fit`` (a rerun resumes there: after an interruption, or with a larger
+    ``max_steps`` to train on)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = jdata.mnist(data_dir, path=data_path)
@@ -161,7 +177,8 @@ def main(cfg: Config, *, out_dir, data_path=None, data_dir=None, progress=True) 
     valid_x = fixed_dequantized(_subset(data.validation, cfg.eval_examples), cfg.seed + 2)
     test_x = fixed_dequantized(_subset(data.test, cfg.test_examples), cfg.seed + 3)
     model = build_model(cfg)
-    state, history, minutes = train(cfg, model, train_x, valid_x, progress)
+    state, history = train(cfg, model, train_x, valid_x, workdir=out / "fit", progress=progress)
+    minutes = history[-1]["minutes"]
     params, model_state = state.params, state.model_state
     test_bits = evaluate(model, params, model_state, test_x)
     samples = draw_samples(model, params, model_state, cfg, (1.0, cfg.temperature))
