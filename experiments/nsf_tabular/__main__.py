@@ -1,6 +1,7 @@
 """``python -m experiments.nsf_tabular [--out DIR] [--data-path FILE] [--models ...]
-[--toys ...] [--no-miniboone] [--max-steps N] [--seed S]``: NSF / RealNVP / MAF on
-MINIBOONE and 2-D toys; writes results.json, results.md and samples_*.png under --out."""
+[--toys ...] [--no-miniboone] [--max-steps N] [--seed S] [--realnvp-activation A]``:
+NSF / RealNVP / MAF on MINIBOONE and 2-D toys; writes results.json, results.md and
+samples_*.png under --out."""
 
 import argparse
 import dataclasses
@@ -22,9 +23,12 @@ parser.add_argument("--toy-max-epochs", type=int, default=Config.toy_max_epochs)
 parser.add_argument("--max-steps", type=int, default=None, help="stop every run after this "
                                                                 "many steps")
 parser.add_argument("--seed", type=int, default=Config.seed)
+parser.add_argument("--realnvp-activation", default=Config.realnvp_activation,
+                    choices=("tanh", "relu"))
 args = parser.parse_args()
 main(dataclasses.replace(Config(), out_dir=args.out, data_path=args.data_path,
                          miniboone=not args.no_miniboone, models=tuple(args.models),
                          toys=tuple(args.toys),
                          max_epochs=args.max_epochs, toy_max_epochs=args.toy_max_epochs,
-                         max_steps=args.max_steps, seed=args.seed))
+                         max_steps=args.max_steps, seed=args.seed,
+                         realnvp_activation=args.realnvp_activation))

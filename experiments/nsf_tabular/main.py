@@ -45,7 +45,8 @@ def make_flow(name: str, dim: int, config: Config):
         if name == "maf":
             return maf(dim, 5, hidden, activation="tanh", batch_norm=True, axis_name=axis_name)
         if name == "realnvp":
-            return realnvp(dim, 10, hidden, batch_norm=True, axis_name=axis_name)
+            return realnvp(dim, 10, hidden, activation=config.realnvp_activation,
+                           batch_norm=True, axis_name=axis_name)
         if name == "nsf_autoregressive":
             return nsf_autoregressive(dim, 5, hidden, **spline)
         if name == "nsf_coupling":
@@ -129,13 +130,15 @@ def plot_samples(path: Path, data: np.ndarray, runs: dict, pairs, title: str) ->
 
 
 def table(results: dict, models) -> str:
-    """Markdown: test log-likelihood ± 2 s.e. and training seconds, data sets by models."""
+    """Markdown: test log-likelihood ± 2 s.e. (and median), training seconds; data sets by
+    models."""
     head = "| data | " + " | ".join(LABELS[m] for m in models) + " |"
     lines = [head, "|---|" + "---:|" * len(models)]
     for data, runs in results.items():
         cells = [f"{r['test_log_likelihood']['mean']:.2f} ± "
                  f"{r['test_log_likelihood']['two_std_errors']:.2f} "
-                 f"({r['train_seconds']:.0f} s)" for r in (runs[m] for m in models)]
+                 f"(median {r['test_log_likelihood']['median']:.2f}; "
+                 f"{r['train_seconds']:.0f} s)" for r in (runs[m] for m in models)]
         lines.append(f"| {data} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -160,10 +163,14 @@ def main(config: Config) -> dict:
                      + (" (standardised units)" if toy or data_name == "miniboone" else ""))
         results[data_name] = {}
         for name, run in runs.items():
-            mean, err = mean_and_error(run.pop("test_log_likelihood") + log_det)
+            test_ll = run.pop("test_log_likelihood") + log_det
+            mean, err = mean_and_error(test_ll)
             run.pop("samples")
-            results[data_name][name] = {"test_log_likelihood": {"mean": mean,
-                                                                "two_std_errors": err}, **run}
+            # The mean of a small test set can be one row's: the median and the worst row
+            # say whether it is.
+            results[data_name][name] = {"test_log_likelihood": {
+                "mean": mean, "two_std_errors": err, "median": float(np.median(test_ll)),
+                "worst_row": float(np.min(test_ll))}, **run}
         # Written after every data set, so a run cut short keeps what it finished.
         summary = {"results": results, "data": info,
                    "config": {k: v for k, v in vars(config).items() if k != "data_path"},
