@@ -7,9 +7,10 @@ Three families, each library's model with the same layers, networks (2 x ``--hid
 relu) and base (standard normal), float32, under ``jax.jit``:
 
 * RealNVP (affine coupling, ``--coupling-layers``): jflows ``realnvp(D, L, (H, H))``
-  (split couplings alternating halves); FlowJAX ``coupling_flow(transformer=Affine())``
-  (random permutations between layers); distrax ``MaskedCoupling`` with ``ScalarAffine``,
-  alternating half masks, whose conditioner is **the same network with the same params**
+  (split couplings alternating halves, log-scale ``3 tanh(raw / 3)``); FlowJAX
+  ``coupling_flow(transformer=Affine())`` (random permutations between layers); distrax
+  ``MaskedCoupling`` with ``ScalarAffine`` (the same bounded log-scale), alternating half
+  masks, whose conditioner is **the same network with the same params**
   as jflows' (it reads the kept half of the masked input), so the log-densities are
   checked equal before timing; distrax's masked layout then applies the transformer to
   all ``D`` elements, jflows' split layout to the ``D/2`` transformed ones.
@@ -48,6 +49,7 @@ from jflows.flows.nsf import nsf_autoregressive, nsf_coupling
 from jflows.flows.realnvp import realnvp
 
 BOUND = 3.0
+REALNVP_BOUND = 3.0  # realnvp's default log_scale_bound: log-scale = 3 tanh(raw / 3)
 
 
 def _perturbed(params, seed=3, scale=0.05):
@@ -62,7 +64,8 @@ def _perturbed(params, seed=3, scale=0.05):
 def jflows_model(family, dim, args):
     hidden = (args.hidden, args.hidden)
     spline = dict(num_bins=args.bins, bound=BOUND)
-    flow = {"realnvp": lambda: realnvp(dim, args.coupling_layers, hidden),
+    flow = {"realnvp": lambda: realnvp(dim, args.coupling_layers, hidden,
+                                       log_scale_bound=REALNVP_BOUND),
             "nsf_coupling": lambda: nsf_coupling(dim, args.coupling_layers, hidden, **spline),
             "nsf_autoregressive": lambda: nsf_autoregressive(dim, args.autoregressive_layers,
                                                              hidden, **spline)}[family]()
@@ -106,7 +109,9 @@ def distrax_model(family, dim, args):
 
     def inner(theta):
         if family == "realnvp":
-            return distrax.ScalarAffine(shift=theta[..., 0], log_scale=theta[..., 1])
+            return distrax.ScalarAffine(
+                shift=theta[..., 0],
+                log_scale=REALNVP_BOUND * jnp.tanh(theta[..., 1] / REALNVP_BOUND))
         zeros = jnp.zeros(theta.shape[:-1] + (1,), theta.dtype)
         raw = jnp.concatenate([theta[..., :2 * args.bins], zeros, theta[..., 2 * args.bins:],
                                zeros], -1)
