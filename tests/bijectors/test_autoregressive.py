@@ -246,7 +246,7 @@ def test_softplus_affine_transformer_matches_flowjax_affine():
     construct, _ = get_ravelled_pytree_constructor(reference, eqx.is_inexact_array)
     transformer = jb.softplus_affine_transformer(min_scale)
     rng = np.random.default_rng(0)
-    for theta, x in zip(rng.normal(scale=3.0, size=(6, 2)), rng.normal(size=6)):
+    for theta, x in zip(rng.normal(scale=3.0, size=(6, 2)), rng.normal(size=6), strict=True):
         affine = construct(jnp.asarray(theta))
         u, log_det = transformer.inverse(jnp.asarray(theta), jnp.asarray(x))
         u_ref, log_det_ref = affine.transform_and_log_det(jnp.asarray(x))
