@@ -42,8 +42,8 @@ from flowjax.bijections import Affine, RationalQuadraticSpline
 from flowjax.distributions import Normal
 from flowjax.flows import coupling_flow, masked_autoregressive_flow
 
-from benchmarks.maf import adam_loop
-from benchmarks.timing import Timed, machine_description, time_round_robin
+from benchmarks.maf import flow_timers
+from benchmarks.timing import machine_description, time_round_robin
 from jflows.bijectors.coupling import MLPConditioner
 from jflows.flows.nsf import nsf_autoregressive, nsf_coupling
 from jflows.flows.realnvp import realnvp
@@ -148,22 +148,6 @@ LIBRARIES = {"jflows": jflows_model, "flowjax": flowjax_model, "distrax": distra
 FAMILIES = ("realnvp", "nsf_coupling", "nsf_autoregressive")
 
 
-def build_timers(name, log_prob, sample, params, dim, args):
-    key = jax.random.key(1)
-    x_density = jax.random.normal(key, (args.density_batch, dim))
-    x_train = jax.random.normal(jax.random.fold_in(key, 1), (args.train_batch, dim))
-    density = jax.jit(log_prob)
-    sampler = jax.jit(sample, static_argnums=2)
-    loss = lambda p, x: -jnp.mean(log_prob(p, x))  # noqa: E731
-    return {
-        "density": Timed(name, lambda: density(params, x_density), args.density_batch),
-        "train": Timed(name, adam_loop(loss, params, x_train, args.train_steps), 1,
-                       args.train_steps),
-        "sample": Timed(name, lambda: sampler(params, key, args.sample_batch),
-                        args.sample_batch),
-    }
-
-
 def check_same_density(models, dim):
     """distrax is built on jflows' params: their log-densities must agree; every model's
     must be finite."""
@@ -200,7 +184,7 @@ def main(argv=None):
             models = {name: fn(family, dim, args) for name, fn in LIBRARIES.items()}
             models = {name: m for name, m in models.items() if m is not None}
             check_same_density(models, dim)
-            timers = {name: build_timers(name, *m, dim, args) for name, m in models.items()}
+            timers = {name: flow_timers(name, *m, dim, args) for name, m in models.items()}
             time_round_robin([t for per in timers.values() for t in per.values()],
                              args.repeats)
             print(f"\n## {family}, D = {dim}")

@@ -184,6 +184,14 @@ ABLATIONS = {
 def build_timers(name, dim, layers, hidden, args):
     log_prob, train_log_prob, sample, params = {**MODELS, **ABLATIONS}[name](dim, layers,
                                                                              hidden)
+    return flow_timers(name, log_prob, sample, params, dim, args, train_log_prob)
+
+
+def flow_timers(name, log_prob, sample, params, dim, args, train_log_prob=None):
+    """Density (``args.density_batch`` points), training (``args.train_steps`` Adam steps
+    on the mean NLL of ``args.train_batch`` points; ``train_log_prob`` defaults to
+    ``log_prob``) and sampling (``args.sample_batch``) timers of one model."""
+    train_log_prob = log_prob if train_log_prob is None else train_log_prob
     key = jax.random.key(1)
     x_density = jax.random.normal(key, (args.density_batch, dim))
     x_train = jax.random.normal(jax.random.fold_in(key, 1), (args.train_batch, dim))
