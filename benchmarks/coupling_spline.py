@@ -47,18 +47,10 @@ from benchmarks.timing import machine_description, time_round_robin
 from jflows.bijectors.coupling import MLPConditioner
 from jflows.flows.nsf import nsf_autoregressive, nsf_coupling
 from jflows.flows.realnvp import realnvp
+from jflows.testing import perturbed
 
 BOUND = 3.0
 REALNVP_BOUND = 3.0  # realnvp's default log_scale_bound: log-scale = 3 tanh(raw / 3)
-
-
-def _perturbed(params, seed=3, scale=0.05):
-    """Params moved off the zero-initialised identity, so the splines are not trivial."""
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    return jax.tree_util.tree_unflatten(
-        treedef, [leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
-                  for k, leaf in zip(keys, leaves, strict=True)])
 
 
 def jflows_model(family, dim, args):
@@ -70,7 +62,7 @@ def jflows_model(family, dim, args):
             "nsf_autoregressive": lambda: nsf_autoregressive(dim, args.autoregressive_layers,
                                                              hidden, **spline)}[family]()
     params, state = flow.init(jax.random.key(0))
-    params = _perturbed(params)
+    params = perturbed(params, jax.random.key(3), 0.05)
     return (lambda p, x: flow.log_prob(p, state, x),
             lambda p, key, n: flow.sample(p, state, key, (n,)), params)
 

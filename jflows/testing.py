@@ -123,7 +123,9 @@ class CaseSetup:
     kwargs: dict
 
 
-def _perturb(params, key, noise):
+def perturbed(params, key, noise):
+    """``params`` with ``noise`` times standard normal draws added to every float leaf (off
+    an identity initialisation, so that checks see a non-trivial bijector)."""
     leaves, treedef = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(key, max(len(leaves), 1))
     out = [
@@ -142,7 +144,7 @@ def setup_case(case: BijectorCase, seed: int = 0, dtype=jnp.float32) -> CaseSetu
     bijector = case.make()
     x = case.sample_x(key_x, case.batch_shape + tuple(case.event_shape)).astype(dtype)
     params, state = bijector.init(key_init, x)
-    params = _perturb(params, key_noise, case.param_noise)
+    params = perturbed(params, key_noise, case.param_noise)
     kwargs = {}
     if case.cond_shape is not None:
         cond_shape = case.batch_shape + tuple(case.cond_shape)
@@ -426,7 +428,7 @@ def _transformed_values(case, flow, base_shape, num_events):
     ``cdf`` with its slope."""
     key_init, key_noise, key_x, key_cond, key_call = jax.random.split(jax.random.key(1), 5)
     params, state = flow.init(key_init, jnp.float64)
-    params = _perturb(params, key_noise, case.param_noise)
+    params = perturbed(params, key_noise, case.param_noise)
     batch_shape = tuple(case.batch_shape)
     x = case.sample_x(key_x, batch_shape + tuple(base_shape)).astype(jnp.float64)
     cond = (None if case.cond_shape is None else

@@ -16,18 +16,11 @@ from jflows.bijectors.coupling import (
 )
 from jflows.bijectors.spline import spline_transformer
 from jflows.nets.autoregressive import Conditioner
+from jflows.testing import perturbed
 
 D, BINS, BOUND = 5, 4, 2.0
 K = 3 * BINS - 1
 MASK = np.array([True, False, True, False, False])
-
-
-def _perturbed(params, seed=1, scale=0.5):
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    return jax.tree_util.tree_unflatten(
-        treedef, [leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
-                  for k, leaf in zip(keys, leaves, strict=True)])
 
 
 def _distrax_spline(theta):
@@ -50,7 +43,7 @@ def test_masked_coupling_matches_distrax(kind):
     net = MLPConditioner(D, k, (16,))
     ours = masked_coupling(MASK, net, transformer)
     params, state = ours.init(jax.random.key(0), jnp.zeros((D,)))
-    params = _perturbed(params)
+    params = perturbed(params, jax.random.key(1), 0.5)
     inner = _distrax_affine if kind == "affine" else _distrax_spline
     ref = distrax.MaskedCoupling(MASK, lambda v: net.apply({"params": params}, v), inner)
     x = 1.5 * jax.random.normal(jax.random.key(2), (7, D))
@@ -71,7 +64,7 @@ def test_split_equals_masked_with_the_same_network():
     net = MLPConditioner(size, K, (16,))
     split = split_coupling(kept, net, spline_transformer(BINS, BOUND))
     params, state = split.init(jax.random.key(0), jnp.zeros((3, D)))
-    params = _perturbed(params)
+    params = perturbed(params, jax.random.key(1), 0.5)
 
     def masked_net(p, v, cond):  # the full masked event in, K for every element out
         theta = net.apply({"params": p}, v[..., :kept])

@@ -15,6 +15,7 @@ from jflows.bijectors.actnorm import actnorm
 from jflows.bijectors.conv1x1 import invertible_conv1x1, lu_inverse_weight, lu_weight
 from jflows.bijectors.multiscale import factor_out
 from jflows.bijectors.squeeze import squeeze
+from jflows.testing import perturbed
 
 tfb = tfp.bijectors
 
@@ -24,13 +25,6 @@ def _images(seed=0, shape=(8, 4, 6, 3)):
     x = jax.random.normal(jax.random.key(seed), shape)
     c = jnp.arange(shape[-1])
     return x * jnp.array([0.5, 2.0, 7.0])[c % 3] + jnp.array([3.0, -1.0, 10.0])[c % 3]
-
-
-def _perturbed(params, seed=7, noise=0.3):
-    leaves, tree = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    noisy = [a + noise * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys, strict=True)]
-    return jax.tree_util.tree_unflatten(tree, noisy)
 
 
 def _channel_moments(u):
@@ -66,7 +60,7 @@ def test_actnorm_map_and_log_det_closed_form():
     b = actnorm()
     x = _images()
     params, state = b.init(jax.random.key(0), x)
-    params = _perturbed(params)
+    params = perturbed(params, jax.random.key(7), 0.3)
     state = state._replace(log_scale=jnp.array([0.2, -0.1, 0.3]), shift=jnp.array([1., 2., 3.]))
     log_scale = np.asarray(params["log_scale"] + state.log_scale)
     shift = np.asarray(params["shift"] + state.shift)
@@ -126,7 +120,7 @@ def test_conv1x1_matches_tfp_scale_matvec_lu_and_slogdet():
     b = invertible_conv1x1()
     x = _images(shape=(2, 3, 5, 3))
     params, state = b.init(jax.random.key(0), x)
-    params = _perturbed(params)
+    params = perturbed(params, jax.random.key(7), 0.3)
     lower_upper = (jnp.tril(params["lower"], -1) + jnp.triu(params["upper"], 1)
                    + jnp.diag(state.sign * jnp.exp(params["log_scale"])))
     # TFP's `permutation` is the inverse of jflows' index map (W = (L U)[permutation]).
@@ -176,7 +170,7 @@ def test_factor_out_passes_half_through_with_the_inner_log_det():
     b = factor_out(inner)
     x = _images(shape=(2, 4, 4, 5))  # odd: ceil(5 / 2) = 3 channels go through inner
     params, state = b.init(jax.random.key(0), x)
-    params = _perturbed(params)
+    params = perturbed(params, jax.random.key(7), 0.3)
     y, log_det, _ = b.forward(params, state, x)
     np.testing.assert_array_equal(y[..., 3:], x[..., 3:])
     inner_y, inner_log_det, _ = inner.forward(params, state, x[..., :3])
