@@ -84,11 +84,12 @@ def initial_state(cfg: Config, model, train_x: np.ndarray, tx) -> jt.TrainState:
 def train(cfg: Config, model, train_x: np.ndarray, valid_x: np.ndarray, *, workdir=None,
           progress=True) -> tuple[jt.TrainState, list]:
     """Adam for ``max_steps`` steps (rounded up to a multiple of ``eval_every``) with
-    :func:`jflows.train.fit`, validating every
-    ``eval_every`` steps (fit's "epoch" here); returns the final state (the last params,
-    not the best validation's: the run is far from overfitting) and one history record per
-    validation: ``step``, ``minutes`` (training time so far), ``train_bits_per_dim``
-    (running mean over the window), ``validation_bits_per_dim``."""
+    :func:`jflows.train.fit`, validating every ``eval_every`` steps (fit's "epoch" here).
+
+    Returns the final state (the last params, not the best validation's: the run is far
+    from overfitting) and one history record per validation: ``step``, ``minutes``
+    (training time so far), ``train_bits_per_dim`` (running mean over the window),
+    ``validation_bits_per_dim``."""
     tx = make_optimizer(cfg)
     state = initial_state(cfg, model, train_x, tx)
 
